@@ -1,0 +1,100 @@
+//! `load-etf-holdings` and `load-universes`.
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use entity::GroupType;
+use loader::{LoadRequest, Mode};
+use sea_orm::DatabaseConnection;
+
+use super::{Exit, Io};
+use crate::config::Config;
+
+/// Options shared by the loaders.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoadArgs {
+    /// full: stored groups become exactly the files; incremental: skip files whose MD5 is
+    /// unchanged and diff the rest; dry-run: print the diff, write nothing.
+    #[arg(long, value_enum, default_value_t = ModeArg::Incremental)]
+    pub mode: ModeArg,
+    /// Same as `--mode full`.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Same as `--mode dry-run` (wins over every other mode).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Load this ETF only (`--etf SPY`).
+    #[arg(long, value_name = "TICKER")]
+    pub etf: Option<String>,
+    /// Load this universe only (`--universe sp500`).
+    #[arg(long, value_name = "KEY")]
+    pub universe: Option<String>,
+    /// List every skipped row with its file and line.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--mode` values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Full,
+    #[default]
+    Incremental,
+    DryRun,
+}
+
+impl LoadArgs {
+    /// The mode these flags ask for: `--dry-run` wins, then `--rebuild`, then `--mode`.
+    pub fn mode(&self) -> Mode {
+        if self.dry_run || self.mode == ModeArg::DryRun {
+            Mode::DryRun
+        } else if self.rebuild || self.mode == ModeArg::Full {
+            Mode::Full
+        } else {
+            Mode::Incremental
+        }
+    }
+}
+
+pub async fn run(
+    group_type: GroupType,
+    args: &LoadArgs,
+    config: &Config,
+    db: &DatabaseConnection,
+    io: &mut Io<'_>,
+) -> anyhow::Result<Exit> {
+    let only = match group_type {
+        GroupType::Etf => args.etf.clone(),
+        _ => args.universe.clone(),
+    };
+    let request = LoadRequest {
+        group_type,
+        mode: args.mode(),
+        only,
+        dir: config.holdings_dir.clone(),
+        environment: config.environment.clone(),
+        share_classes: Some(loader::run::share_class_list(&config.definitions_dir)),
+    };
+    let progress = io.progress.start();
+    let report = loader::load(db, &request, progress.as_ref())
+        .await
+        .context("the load did not run")?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *io.out, &report)?;
+        writeln!(io.out)?;
+    } else {
+        write!(io.out, "{}", report.render(args.verbose))?;
+    }
+    for file in &report.files {
+        if let Some(error) = &file.error {
+            writeln!(io.err, "error: {error}")?;
+        }
+    }
+    Ok(if report.failed() {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}

@@ -1,0 +1,226 @@
+//! Changes → SQL, inside a transaction the caller owns.
+
+use chrono::{DateTime, Utc};
+use entity::{
+    ChangeKind, GroupType, data_version, definition_group, group_membership, membership_change,
+};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+};
+
+use crate::diff::GroupDiff;
+use crate::store::CHUNK;
+
+/// Rows per multi-row `INSERT` (five or eight columns each: well under every bind limit).
+const INSERT_CHUNK: usize = 1000;
+
+/// What a group should look like, besides its members.
+pub struct GroupSpec<'a> {
+    pub environment: &'a str,
+    pub group_type: GroupType,
+    pub name: &'a str,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Creates the group, or updates its description and metadata; returns its id.
+pub async fn upsert_group(
+    db: &impl ConnectionTrait,
+    existing: Option<&definition_group::Model>,
+    spec: GroupSpec<'_>,
+    now: DateTime<Utc>,
+) -> Result<i32, DbErr> {
+    if let Some(group) = existing {
+        if group.description != spec.description || group.metadata != spec.metadata {
+            definition_group::Entity::update_many()
+                .col_expr(
+                    definition_group::Column::Description,
+                    Expr::value(spec.description),
+                )
+                .col_expr(
+                    definition_group::Column::Metadata,
+                    Expr::value(spec.metadata),
+                )
+                .col_expr(definition_group::Column::UpdatedAt, Expr::value(now))
+                .filter(definition_group::Column::Id.eq(group.id))
+                .exec(db)
+                .await?;
+        }
+        return Ok(group.id);
+    }
+    let model = definition_group::ActiveModel {
+        id: NotSet,
+        name: Set(spec.name.to_owned()),
+        group_type: Set(spec.group_type.as_str().to_owned()),
+        description: Set(spec.description),
+        metadata: Set(spec.metadata),
+        environment: Set(spec.environment.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let inserted = definition_group::Entity::insert(model).exec(db).await?;
+    Ok(inserted.last_insert_id)
+}
+
+/// Applies one group's diff to its memberships.
+pub async fn apply_diff(
+    db: &impl ConnectionTrait,
+    group_id: i32,
+    diff: &GroupDiff,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let removed: Vec<i32> = diff.removed.iter().map(|(id, _, _)| *id).collect();
+    for chunk in removed.chunks(CHUNK) {
+        group_membership::Entity::delete_many()
+            .filter(group_membership::Column::Id.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    for update in &diff.updated {
+        group_membership::Entity::update_many()
+            .col_expr(
+                group_membership::Column::Weight,
+                Expr::value(update.new_weight),
+            )
+            .col_expr(
+                group_membership::Column::Metadata,
+                Expr::value(update.metadata.clone()),
+            )
+            .filter(group_membership::Column::Id.eq(update.id))
+            .exec(db)
+            .await?;
+    }
+    for chunk in diff.added.chunks(INSERT_CHUNK) {
+        let models = chunk
+            .iter()
+            .map(|(symbol, desired)| group_membership::ActiveModel {
+                id: NotSet,
+                group_id: Set(group_id),
+                symbol: Set(symbol.as_str().to_owned()),
+                weight: Set(desired.weight),
+                metadata: Set(Some(desired.metadata.clone())),
+                added_at: Set(now),
+            });
+        group_membership::Entity::insert_many(models)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One membership change to record.
+pub struct ChangeRow<'a> {
+    pub group_type: GroupType,
+    pub group_name: &'a str,
+    pub symbol: &'a str,
+    pub change: ChangeKind,
+    pub old_weight: Option<f64>,
+    pub new_weight: Option<f64>,
+}
+
+/// The change rows of one group's diff (metadata-only updates are not membership changes).
+pub fn change_rows<'a>(
+    group_type: GroupType,
+    group_name: &'a str,
+    diff: &'a GroupDiff,
+) -> impl Iterator<Item = ChangeRow<'a>> {
+    let added = diff.added.iter().map(move |(symbol, d)| ChangeRow {
+        group_type,
+        group_name,
+        symbol: symbol.as_str(),
+        change: ChangeKind::Added,
+        old_weight: None,
+        new_weight: d.weight,
+    });
+    let removed = diff.removed.iter().map(move |(_, symbol, w)| ChangeRow {
+        group_type,
+        group_name,
+        symbol: symbol.as_str(),
+        change: ChangeKind::Removed,
+        old_weight: *w,
+        new_weight: None,
+    });
+    let reweighted = diff
+        .updated
+        .iter()
+        .filter(|u| u.is_reweight())
+        .map(move |u| ChangeRow {
+            group_type,
+            group_name,
+            symbol: u.symbol.as_str(),
+            change: ChangeKind::Reweighted,
+            old_weight: u.old_weight,
+            new_weight: u.new_weight,
+        });
+    added.chain(removed).chain(reweighted)
+}
+
+/// Records membership changes for a run.
+pub async fn record_changes<'a>(
+    db: &impl ConnectionTrait,
+    run_id: i32,
+    rows: impl IntoIterator<Item = ChangeRow<'a>>,
+) -> Result<(), DbErr> {
+    let mut batch = Vec::with_capacity(INSERT_CHUNK);
+    for row in rows {
+        batch.push(membership_change::ActiveModel {
+            id: NotSet,
+            run_id: Set(run_id),
+            group_type: Set(row.group_type.as_str().to_owned()),
+            group_name: Set(row.group_name.to_owned()),
+            symbol: Set(row.symbol.to_owned()),
+            change: Set(row.change.as_str().to_owned()),
+            old_weight: Set(row.old_weight),
+            new_weight: Set(row.new_weight),
+        });
+        if batch.len() == INSERT_CHUNK {
+            membership_change::Entity::insert_many(std::mem::take(&mut batch))
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    membership_change::Entity::insert_many(batch)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Removes a group and (by cascade) its memberships.
+pub async fn delete_group(db: &impl ConnectionTrait, group_id: i32) -> Result<(), DbErr> {
+    group_membership::Entity::delete_many()
+        .filter(group_membership::Column::GroupId.eq(group_id))
+        .exec(db)
+        .await?;
+    definition_group::Entity::delete_by_id(group_id)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Bumps an environment's data version and returns the new value.
+pub async fn bump_data_version(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    let current = crate::store::data_version(db, environment).await?;
+    let next = current + 1;
+    data_version::Entity::insert(data_version::ActiveModel {
+        environment: Set(environment.to_owned()),
+        version: Set(next),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(data_version::Column::Environment)
+            .update_columns([
+                data_version::Column::Version,
+                data_version::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(next)
+}

@@ -1,0 +1,171 @@
+//! Desired state against stored state → the changes that make one the other. Pure: no
+//! database, so every rule here is unit-tested.
+
+use std::collections::BTreeMap;
+
+use crate::symbol::Symbol;
+
+/// A membership as a file wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub weight: Option<f64>,
+    pub metadata: serde_json::Value,
+}
+
+/// A membership as it is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub id: i32,
+    pub weight: Option<f64>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A membership whose weight or metadata changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub id: i32,
+    pub symbol: Symbol,
+    pub old_weight: Option<f64>,
+    pub new_weight: Option<f64>,
+    pub metadata: serde_json::Value,
+}
+
+impl Update {
+    /// Whether the weight changed (a metadata-only update is not a reweight).
+    pub fn is_reweight(&self) -> bool {
+        self.old_weight != self.new_weight
+    }
+}
+
+/// What must happen to one group's memberships.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupDiff {
+    pub added: Vec<(Symbol, Desired)>,
+    pub removed: Vec<(i32, Symbol, Option<f64>)>,
+    pub updated: Vec<Update>,
+    pub unchanged: usize,
+}
+
+impl GroupDiff {
+    /// Whether applying it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.updated.is_empty()
+    }
+
+    /// How many memberships are reweighted.
+    pub fn reweighted(&self) -> usize {
+        self.updated.iter().filter(|u| u.is_reweight()).count()
+    }
+}
+
+/// Computes the changes that turn `stored` into `desired`.
+pub fn diff(desired: &BTreeMap<Symbol, Desired>, stored: &BTreeMap<Symbol, Stored>) -> GroupDiff {
+    let mut out = GroupDiff::default();
+    for (symbol, want) in desired {
+        match stored.get(symbol) {
+            None => out.added.push((symbol.clone(), want.clone())),
+            Some(have)
+                if have.weight == want.weight && have.metadata.as_ref() == Some(&want.metadata) =>
+            {
+                out.unchanged += 1;
+            }
+            Some(have) => out.updated.push(Update {
+                id: have.id,
+                symbol: symbol.clone(),
+                old_weight: have.weight,
+                new_weight: want.weight,
+                metadata: want.metadata.clone(),
+            }),
+        }
+    }
+    for (symbol, have) in stored {
+        if !desired.contains_key(symbol) {
+            out.removed.push((have.id, symbol.clone(), have.weight));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).expect("symbol")
+    }
+
+    #[test]
+    fn adds_removes_reweights_and_keeps_the_rest() {
+        let meta = json!({"name": "x"});
+        let desired: BTreeMap<_, _> = [
+            ("AAPL", Some(7.0)),
+            ("MSFT", Some(6.5)),
+            ("NVDA", Some(8.0)),
+        ]
+        .into_iter()
+        .map(|(s, w)| {
+            (
+                sym(s),
+                Desired {
+                    weight: w,
+                    metadata: meta.clone(),
+                },
+            )
+        })
+        .collect();
+        let stored: BTreeMap<_, _> = [
+            (1, "AAPL", Some(7.0)),
+            (2, "MSFT", Some(6.0)),
+            (3, "IBM", Some(1.0)),
+        ]
+        .into_iter()
+        .map(|(id, s, w)| {
+            (
+                sym(s),
+                Stored {
+                    id,
+                    weight: w,
+                    metadata: Some(meta.clone()),
+                },
+            )
+        })
+        .collect();
+        let d = diff(&desired, &stored);
+        assert_eq!(d.unchanged, 1);
+        assert_eq!(d.added.len(), 1);
+        assert_eq!(d.added[0].0, sym("NVDA"));
+        assert_eq!(d.removed, vec![(3, sym("IBM"), Some(1.0))]);
+        assert_eq!(d.updated.len(), 1);
+        assert_eq!(d.updated[0].old_weight, Some(6.0));
+        assert_eq!(d.updated[0].new_weight, Some(6.5));
+        assert_eq!(d.reweighted(), 1);
+    }
+
+    #[test]
+    fn metadata_change_alone_is_an_update_but_not_a_reweight() {
+        let desired: BTreeMap<_, _> = [(
+            sym("AAPL"),
+            Desired {
+                weight: Some(7.0),
+                metadata: json!({"name": "Apple Inc."}),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let stored: BTreeMap<_, _> = [(
+            sym("AAPL"),
+            Stored {
+                id: 1,
+                weight: Some(7.0),
+                metadata: Some(json!({"name": "APPLE INC"})),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let d = diff(&desired, &stored);
+        assert_eq!(d.updated.len(), 1);
+        assert_eq!(d.reweighted(), 0);
+        assert!(!d.is_empty());
+    }
+}

@@ -1,0 +1,19 @@
+//! The maintenance library: read provider files → normalise → diff against what is stored →
+//! apply in one transaction → record the run. The CLI and the GraphQL mutations both call it,
+//! so a command and its mutation can never behave differently.
+
+pub mod apply;
+pub mod diff;
+pub mod error;
+pub mod members;
+pub mod read;
+pub mod report;
+pub mod run;
+pub mod source;
+pub mod store;
+pub mod symbol;
+pub mod weight;
+
+pub use error::LoadError;
+pub use report::{LoadReport, Mode};
+pub use run::{LoadRequest, Progress, Quiet, load};

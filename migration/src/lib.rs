@@ -1,0 +1,28 @@
+//! Append-only schema migrations. They build the same schema on SQLite and PostgreSQL and are
+//! frozen history: a change to the schema is a new migration, never an edit of an old one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_definition_groups;
+mod m20261124_000002_create_group_memberships;
+mod m20261124_000003_create_load_runs;
+mod m20261124_000004_create_load_run_files;
+mod m20261124_000005_create_membership_changes;
+mod m20261124_000006_create_data_versions;
+
+/// Runs the migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_definition_groups::Migration),
+            Box::new(m20261124_000002_create_group_memberships::Migration),
+            Box::new(m20261124_000003_create_load_runs::Migration),
+            Box::new(m20261124_000004_create_load_run_files::Migration),
+            Box::new(m20261124_000005_create_membership_changes::Migration),
+            Box::new(m20261124_000006_create_data_versions::Migration),
+        ]
+    }
+}

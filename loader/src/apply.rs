@@ -13,8 +13,8 @@ use sea_orm::{
 use crate::diff::GroupDiff;
 use crate::store::CHUNK;
 
-/// Rows per multi-row `INSERT` (five or eight columns each: well under every bind limit).
-const INSERT_CHUNK: usize = 1000;
+/// Rows per multi-row `INSERT` (at most eight columns: far below every bind-parameter limit).
+const INSERT_CHUNK: usize = 500;
 
 /// What a group should look like, besides its members.
 pub struct GroupSpec<'a> {

@@ -21,7 +21,7 @@ use crate::apply::{self, GroupSpec};
 use crate::diff::{Desired, GroupDiff, diff};
 use crate::error::LoadError;
 use crate::members;
-use crate::read::{self, Expect, ParsedFile, SkipReason};
+use crate::read::{self, Expect, ParsedFile};
 use crate::report::{Counts, FileReport, FileStatus, LoadReport, Mode, RemovedGroup, Totals};
 use crate::source::{self, SourceFile};
 use crate::store;
@@ -180,17 +180,7 @@ pub async fn load(
     }
 
     let txn = db.begin().await?;
-    match write(
-        &txn,
-        req,
-        &plans,
-        &removed,
-        &stored_groups,
-        &mut report,
-        started_at,
-    )
-    .await
-    {
+    match write(&txn, req, &plans, &removed, &mut report, started_at).await {
         Ok(()) => txn.commit().await?,
         Err(e) => {
             drop(txn);
@@ -326,7 +316,7 @@ struct Plan {
 fn plan_file(
     p: Pending,
     stored_groups: &BTreeMap<String, definition_group::Model>,
-    stored_members: &mut HashMap<i32, BTreeMap<Symbol, store_diff::Stored>>,
+    stored_members: &mut HashMap<i32, BTreeMap<Symbol, crate::diff::Stored>>,
     group_type: GroupType,
 ) -> (FileReport, Option<Plan>) {
     let mut report = FileReport {
@@ -393,8 +383,6 @@ fn plan_file(
     }
 }
 
-use crate::diff as store_diff;
-
 /// A group's description: the fund name a provider file gives, a universe's index name, else
 /// the group's own name.
 fn describe(group_type: GroupType, name: &str, parsed: &ParsedFile) -> String {
@@ -410,16 +398,11 @@ fn describe(group_type: GroupType, name: &str, parsed: &ParsedFile) -> String {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces of one run"
-)]
 async fn write(
     txn: &impl ConnectionTrait,
     req: &LoadRequest,
     plans: &[Plan],
     removed: &[(i32, RemovedGroup, GroupDiff)],
-    _stored_groups: &BTreeMap<String, definition_group::Model>,
     report: &mut LoadReport,
     started_at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -585,9 +568,6 @@ async fn record_failure(
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
-
-/// Skip counts are keyed by reason in reports; this keeps the key type in one place.
-pub type SkipCounts = BTreeMap<SkipReason, usize>;
 
 /// The path of the shipped share-class list inside a definitions folder.
 pub fn share_class_list(definitions: &Path) -> PathBuf {

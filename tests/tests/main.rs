@@ -1,1 +1,3 @@
-fn main() {}
+//! The integration test binary: one module per area, each test on a fresh database.
+
+mod load;

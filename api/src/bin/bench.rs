@@ -1,1 +1,212 @@
-fn main() {}
+//! `holdgraph-bench`: benchmarks that print numbers (tests never assert timings).
+//!
+//! `cargo run --release --bin holdgraph-bench -- load` loads the shared dataset into fresh
+//! SQLite and PostgreSQL databases: full, incremental with no change, incremental after one
+//! ETF changed; it prints wall time and rows per second for each.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use entity::GroupType;
+use loader::{LoadRequest, Mode, Quiet};
+use sea_orm::DatabaseConnection;
+
+/// Holdings Graph benchmarks.
+#[derive(Parser)]
+struct Args {
+    /// The real dataset's folder (the one holding `holdings/`).
+    #[arg(
+        long,
+        env = "HOLDGRAPH_DATASET",
+        default_value = "../shared/datasets/etf-holdings-2025-11"
+    )]
+    dataset: PathBuf,
+    /// A PostgreSQL URL whose server can create databases; empty to skip PostgreSQL.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    /// Repetitions of each measurement (the table shows the median and the best).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Full, no-change incremental and one-ETF incremental loads of every ETF and universe.
+    Load,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.bench {
+        Bench::Load => load(&args).await,
+    }
+}
+
+/// One fresh database for one measurement round.
+struct Fresh {
+    db: DatabaseConnection,
+    drop: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh(backend: &str, args: &Args, round: usize) -> anyhow::Result<Fresh> {
+    let dir = tempfile::tempdir()?;
+    if backend == "sqlite" {
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        );
+        return Ok(Fresh {
+            db: holdgraph::db::connect(&url).await?,
+            drop: None,
+            _dir: dir,
+        });
+    }
+    let name = format!("hg_bench_{}_{round}", std::process::id());
+    let url = holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?;
+    Ok(Fresh {
+        db: holdgraph::db::connect(&url).await?,
+        drop: Some((args.postgres_url.clone(), name)),
+        _dir: dir,
+    })
+}
+
+fn request(group_type: GroupType, mode: Mode, dir: &Path) -> LoadRequest {
+    LoadRequest {
+        group_type,
+        mode,
+        only: None,
+        dir: dir.to_owned(),
+        environment: "DEFAULT".to_owned(),
+        share_classes: Some(PathBuf::from("definitions/share_classes.csv")),
+    }
+}
+
+/// Loads ETFs then universes; returns (milliseconds, rows read).
+async fn load_both(
+    db: &DatabaseConnection,
+    mode: Mode,
+    dir: &Path,
+) -> anyhow::Result<(f64, usize)> {
+    let clock = Instant::now();
+    let mut rows = 0;
+    for group_type in [GroupType::Etf, GroupType::Universe] {
+        let report = loader::load(db, &request(group_type, mode, dir), &Quiet).await?;
+        anyhow::ensure!(
+            !report.failed(),
+            "a file was rejected:\n{}",
+            report.render(false)
+        );
+        rows += report.totals.rows_read;
+    }
+    Ok((clock.elapsed().as_secs_f64() * 1e3, rows))
+}
+
+async fn load(args: &Args) -> anyhow::Result<()> {
+    let source = args.dataset.join("holdings");
+    anyhow::ensure!(source.is_dir(), "dataset not found at {}", source.display());
+    let mut backends = vec!["sqlite"];
+    if !args.postgres_url.is_empty() {
+        match holdgraph::db::create_postgres_database(&args.postgres_url, "hg_bench_probe").await {
+            Ok(_) => {
+                holdgraph::db::drop_postgres_database(&args.postgres_url, "hg_bench_probe").await?;
+                backends.push("postgres");
+            }
+            Err(e) => eprintln!("PostgreSQL skipped: {e:#}"),
+        }
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "database",
+        "step",
+        "rows",
+        "median ms",
+        "best ms",
+        "rows/s (median)",
+    ]);
+    for backend in backends {
+        let mut steps: [(&str, Vec<f64>, usize); 3] = [
+            ("full load (37 ETFs + 4 universes)", Vec::new(), 0),
+            ("incremental, nothing changed", Vec::new(), 0),
+            ("incremental, one ETF changed", Vec::new(), 0),
+        ];
+        for round in 0..args.runs {
+            let work = tempfile::tempdir()?;
+            copy_dir(&source, work.path())?;
+            let fresh = fresh(backend, args, round).await?;
+            let (ms, rows) = load_both(&fresh.db, Mode::Full, work.path()).await?;
+            steps[0].1.push(ms);
+            steps[0].2 = rows;
+            let (ms, rows) = load_both(&fresh.db, Mode::Incremental, work.path()).await?;
+            steps[1].1.push(ms);
+            steps[1].2 = rows;
+            change_one_etf(&work.path().join("spy_holdings.csv"))?;
+            let (ms, rows) = load_both(&fresh.db, Mode::Incremental, work.path()).await?;
+            steps[2].1.push(ms);
+            steps[2].2 = rows;
+            fresh.db.close().await.ok();
+            if let Some((admin, name)) = fresh.drop {
+                holdgraph::db::drop_postgres_database(&admin, &name).await?;
+            }
+        }
+        for (step, mut times, rows) in steps {
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            table.add_row([
+                backend.to_owned(),
+                step.to_owned(),
+                rows.to_string(),
+                format!("{median:.1}"),
+                format!("{:.1}", times[0]),
+                if rows > 0 {
+                    format!("{:.0}", rows as f64 / (median / 1e3))
+                } else {
+                    "-".to_owned()
+                },
+            ]);
+        }
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reweights the first 50 holdings and adds one, as a weekly provider update would.
+fn change_one_etf(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if (1..=50).contains(&i)
+            && let Some((rest, weight)) = line.rsplit_once(',')
+            && let Ok(w) = weight.parse::<f64>()
+        {
+            out.push_str(&format!("{rest},{}\n", w * 0.99));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("ZZBENCH,BENCH HOLDING INC,0.01\n");
+    std::fs::write(path, out)?;
+    Ok(())
+}

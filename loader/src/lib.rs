@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod diff;
 pub mod error;
+pub mod graph;
 pub mod members;
 pub mod read;
 pub mod report;

@@ -1,0 +1,179 @@
+//! Read paths over the stored graph, shared by the GraphQL API and by validation (which checks
+//! that both directions of every relationship agree when read through these same functions).
+//! Every function is scoped to an environment and batches its look-ups into `IN (...)` lists.
+
+use std::collections::HashMap;
+
+use entity::{GroupType, definition_group, group_membership};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::store::CHUNK;
+
+/// A group's stored name for a user's spelling: ETF tickers upper case, other keys lower case.
+pub fn normalise_group_name(group_type: GroupType, name: &str) -> String {
+    let name = name.trim();
+    match group_type {
+        GroupType::Etf => name.to_ascii_uppercase(),
+        _ => name.to_ascii_lowercase(),
+    }
+}
+
+/// One group by type and name (any case), or `None`.
+pub async fn group(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    group_type: GroupType,
+    name: &str,
+) -> Result<Option<definition_group::Model>, DbErr> {
+    definition_group::Entity::find()
+        .filter(definition_group::Column::Environment.eq(environment))
+        .filter(definition_group::Column::GroupType.eq(group_type.as_str()))
+        .filter(definition_group::Column::Name.eq(normalise_group_name(group_type, name)))
+        .one(db)
+        .await
+}
+
+/// Every group of an environment (of one type, when given), ordered by type and name.
+pub async fn groups(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    group_type: Option<GroupType>,
+) -> Result<Vec<definition_group::Model>, DbErr> {
+    let mut query = definition_group::Entity::find()
+        .filter(definition_group::Column::Environment.eq(environment));
+    if let Some(t) = group_type {
+        query = query.filter(definition_group::Column::GroupType.eq(t.as_str()));
+    }
+    query
+        .order_by_asc(definition_group::Column::GroupType)
+        .order_by_asc(definition_group::Column::Name)
+        .all(db)
+        .await
+}
+
+/// Groups by id (for batching look-ups from memberships back to their groups).
+pub async fn groups_by_id(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> Result<HashMap<i32, definition_group::Model>, DbErr> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        for g in definition_group::Entity::find()
+            .filter(definition_group::Column::Id.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?
+        {
+            out.insert(g.id, g);
+        }
+    }
+    Ok(out)
+}
+
+/// The memberships of the given groups, each group's list heaviest first, then by symbol.
+pub async fn members_of_groups(
+    db: &impl ConnectionTrait,
+    group_ids: &[i32],
+) -> Result<HashMap<i32, Vec<group_membership::Model>>, DbErr> {
+    let mut out: HashMap<i32, Vec<group_membership::Model>> = HashMap::new();
+    for chunk in group_ids.chunks(CHUNK) {
+        for m in group_membership::Entity::find()
+            .filter(group_membership::Column::GroupId.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?
+        {
+            out.entry(m.group_id).or_default().push(m);
+        }
+    }
+    for members in out.values_mut() {
+        sort_heaviest_first(members);
+    }
+    Ok(out)
+}
+
+/// Orders memberships heaviest first (no weight last), ties by symbol.
+pub fn sort_heaviest_first(members: &mut [group_membership::Model]) {
+    members.sort_by(|a, b| {
+        b.weight
+            .unwrap_or(f64::NEG_INFINITY)
+            .total_cmp(&a.weight.unwrap_or(f64::NEG_INFINITY))
+            .then_with(|| a.symbol.cmp(&b.symbol))
+    });
+}
+
+/// Every membership of the given symbols in an environment, with its group, by symbol; each
+/// symbol's list is heaviest first.
+pub async fn memberships_of_symbols(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    symbols: &[String],
+) -> Result<HashMap<String, Vec<(group_membership::Model, definition_group::Model)>>, DbErr> {
+    let mut out: HashMap<String, Vec<(group_membership::Model, definition_group::Model)>> =
+        HashMap::new();
+    for chunk in symbols.chunks(CHUNK) {
+        let rows = group_membership::Entity::find()
+            .find_also_related(definition_group::Entity)
+            .filter(group_membership::Column::Symbol.is_in(chunk.iter().cloned()))
+            .filter(definition_group::Column::Environment.eq(environment))
+            .all(db)
+            .await?;
+        for (m, g) in rows {
+            if let Some(g) = g {
+                out.entry(m.symbol.clone()).or_default().push((m, g));
+            }
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by(|(a, ga), (b, gb)| {
+            b.weight
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&a.weight.unwrap_or(f64::NEG_INFINITY))
+                .then_with(|| ga.name.cmp(&gb.name))
+        });
+    }
+    Ok(out)
+}
+
+/// Every distinct symbol with a membership in a group of the given types.
+pub async fn symbols_in(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    types: &[GroupType],
+) -> Result<Vec<String>, DbErr> {
+    group_membership::Entity::find()
+        .select_only()
+        .column(group_membership::Column::Symbol)
+        .distinct()
+        .inner_join(definition_group::Entity)
+        .filter(definition_group::Column::Environment.eq(environment))
+        .filter(definition_group::Column::GroupType.is_in(types.iter().map(|t| t.as_str())))
+        .order_by_asc(group_membership::Column::Symbol)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Member count and total weight of each group.
+pub async fn group_totals(
+    db: &impl ConnectionTrait,
+    group_ids: &[i32],
+) -> Result<HashMap<i32, (i64, Option<f64>)>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in group_ids.chunks(CHUNK) {
+        let rows: Vec<(i32, i64, Option<f64>)> = group_membership::Entity::find()
+            .select_only()
+            .column(group_membership::Column::GroupId)
+            .column_as(group_membership::Column::Id.count(), "n")
+            .column_as(group_membership::Column::Weight.sum(), "total")
+            .filter(group_membership::Column::GroupId.is_in(chunk.iter().copied()))
+            .group_by(group_membership::Column::GroupId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, n, total) in rows {
+            out.insert(id, (n, total));
+        }
+    }
+    Ok(out)
+}

@@ -13,6 +13,7 @@ pub mod run;
 pub mod source;
 pub mod store;
 pub mod symbol;
+pub mod sync;
 pub mod weight;
 
 pub use error::LoadError;

@@ -1,31 +1,28 @@
-//! A load run: which files, which mode, the diff, one transaction, the report.
+//! A file load: which files, which mode, reading them, then [`crate::sync`] for the diff, the
+//! one transaction and the report.
 //!
 //! Files are read and diffed before the transaction opens, so a rejected file never touches
 //! the database and a dry run writes nothing at all. Everything a run writes (memberships,
 //! groups, the run record, its file records and membership changes, the data version) is
 //! committed together or not at all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use entity::{GroupType, definition_group, load_run, load_run_file};
+use chrono::Utc;
+use entity::{GroupType, definition_group};
 use md5::{Digest, Md5};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-use crate::apply::{self, GroupSpec};
-use crate::diff::{Desired, GroupDiff, diff};
 use crate::error::LoadError;
 use crate::members;
 use crate::read::{self, Expect, ParsedFile};
-use crate::report::{Counts, FileReport, FileStatus, LoadReport, Mode, RemovedGroup, Totals};
+use crate::report::{LoadReport, Mode};
 use crate::source::{self, SourceFile};
 use crate::store;
-use crate::symbol::{ShareClasses, Symbol};
+use crate::symbol::ShareClasses;
+use crate::sync::{Input, Outcome, Parsed, SyncRequest, sync};
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -66,10 +63,7 @@ struct Pending {
 }
 
 enum Read {
-    Parsed {
-        parsed: ParsedFile,
-        desired: BTreeMap<Symbol, Desired>,
-    },
+    Parsed(ParsedFile),
     Unchanged,
     Rejected(String),
 }
@@ -101,103 +95,45 @@ pub async fn load(
     progress.end();
 
     let book = share_classes(db, req, &pending).await?;
-    for p in &mut pending {
-        if let Read::Parsed { parsed, desired } = &mut p.read {
-            *desired = members::desired(parsed, &book);
-        }
-    }
-
-    let present: HashSet<&str> = pending
-        .iter()
-        .map(|p| p.source.group_name.as_str())
+    let inputs = pending
+        .into_iter()
+        .map(|p| {
+            let outcome = match p.read {
+                Read::Unchanged => Outcome::Unchanged,
+                Read::Rejected(why) => Outcome::Rejected(why),
+                Read::Parsed(mut parsed) => {
+                    let members = members::desired(&mut parsed, &book);
+                    Outcome::Parsed(Parsed {
+                        shape: parsed.shape.as_str(),
+                        description: Some(describe(req.group_type, &p.source.group_name, &parsed)),
+                        metadata: Some(serde_json::json!({
+                            "source_file": p.source.file_name,
+                            "shape": parsed.shape.as_str(),
+                        })),
+                        rows_read: parsed.rows_read,
+                        skipped: parsed.skipped,
+                        members,
+                    })
+                }
+            };
+            Input {
+                file_name: p.source.file_name,
+                group_name: p.source.group_name,
+                md5: p.md5,
+                outcome,
+            }
+        })
         .collect();
-    let gone: Vec<&definition_group::Model> = if req.only.is_none() {
-        stored_groups
-            .values()
-            .filter(|g| !present.contains(g.name.as_str()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let remove_gone = req.mode != Mode::Incremental;
-    let mut ids: Vec<i32> = pending
-        .iter()
-        .filter(|p| matches!(p.read, Read::Parsed { .. }))
-        .filter_map(|p| stored_groups.get(&p.source.group_name).map(|g| g.id))
-        .collect();
-    if remove_gone {
-        ids.extend(gone.iter().map(|g| g.id));
-    }
-    let mut stored_members = store::memberships(db, &ids).await?;
-
-    let mut plans = Vec::new();
-    let mut reports = Vec::new();
-    for p in pending {
-        let (report, plan) = plan_file(p, &stored_groups, &mut stored_members, req.group_type);
-        reports.push(report);
-        if let Some(plan) = plan {
-            plans.push(plan);
-        }
-    }
-    let removed: Vec<(i32, RemovedGroup, GroupDiff)> = if remove_gone {
-        gone.iter()
-            .map(|g| {
-                let members = stored_members.remove(&g.id).unwrap_or_default();
-                let diff = diff(&BTreeMap::new(), &members);
-                let removed = RemovedGroup {
-                    group_name: g.name.clone(),
-                    members: diff.removed.len(),
-                };
-                (g.id, removed, diff)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-
-    let mut report = LoadReport {
+    let sync_req = SyncRequest {
         group_type: req.group_type,
         mode: req.mode,
-        environment: env.to_owned(),
+        environment: req.environment.clone(),
+        kind: kind_key(req.group_type),
         source: req.dir.display().to_string(),
         scope: req.only.clone(),
-        run_id: None,
-        data_version: None,
-        files: reports,
-        removed_groups: removed.iter().map(|(_, r, _)| r.clone()).collect(),
-        missing_files: if remove_gone {
-            Vec::new()
-        } else {
-            gone.iter().map(|g| g.name.clone()).collect()
-        },
-        totals: Totals::default(),
-        elapsed_ms: 0.0,
+        remove_gone: true,
     };
-    report.total();
-    if req.mode == Mode::DryRun {
-        report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
-        return Ok(report);
-    }
-
-    let txn = db.begin().await?;
-    match write(&txn, req, &plans, &removed, &mut report, started_at).await {
-        Ok(()) => txn.commit().await?,
-        Err(e) => {
-            drop(txn);
-            record_failure(db, req, started_at, &e).await;
-            return Err(e.into());
-        }
-    }
-    report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(
-        load.kind = %req.group_type,
-        load.mode = req.mode.as_str(),
-        load.files = report.totals.files,
-        load.rows_skipped = report.totals.skipped,
-        duration_ms = report.elapsed_ms,
-        "load committed"
-    );
-    Ok(report)
+    sync(db, &sync_req, inputs, clock, started_at).await
 }
 
 /// The group files this request covers.
@@ -265,17 +201,15 @@ fn read_one(
         Read::Unchanged
     } else {
         match read::read(expect, &bytes) {
-            Ok(parsed) => Read::Parsed {
-                parsed,
-                desired: BTreeMap::new(),
-            },
+            Ok(parsed) => Read::Parsed(parsed),
             Err(rejection) => Read::Rejected(format!("{}: {rejection}", source.file_name)),
         }
     };
     Pending { source, md5, read }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal of a digest.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -295,92 +229,13 @@ async fn share_classes(
         }
     }
     for p in pending {
-        if let Read::Parsed { parsed, .. } = &p.read {
+        if let Read::Parsed(parsed) = &p.read {
             known.extend(crate::symbol::dotted(
                 parsed.holdings.iter().map(|h| &h.symbol),
             ));
         }
     }
     Ok(ShareClasses::new(&known))
-}
-
-/// What the transaction will do for one file's group.
-struct Plan {
-    group_name: String,
-    existing: Option<definition_group::Model>,
-    description: Option<String>,
-    metadata: serde_json::Value,
-    diff: GroupDiff,
-}
-
-fn plan_file(
-    p: Pending,
-    stored_groups: &BTreeMap<String, definition_group::Model>,
-    stored_members: &mut HashMap<i32, BTreeMap<Symbol, crate::diff::Stored>>,
-    group_type: GroupType,
-) -> (FileReport, Option<Plan>) {
-    let mut report = FileReport {
-        file_name: p.source.file_name.clone(),
-        group_type,
-        group_name: p.source.group_name.clone(),
-        status: FileStatus::Loaded,
-        md5: p.md5,
-        shape: None,
-        description: None,
-        rows_read: 0,
-        holdings: 0,
-        counts: Counts::default(),
-        skipped_by_reason: BTreeMap::new(),
-        skipped: Vec::new(),
-        error: None,
-    };
-    match p.read {
-        Read::Unchanged => {
-            report.status = FileStatus::Unchanged;
-            (report, None)
-        }
-        Read::Rejected(why) => {
-            report.status = FileStatus::Rejected;
-            report.error = Some(why);
-            (report, None)
-        }
-        Read::Parsed { parsed, desired } => {
-            let existing = stored_groups.get(&p.source.group_name).cloned();
-            let stored = existing
-                .as_ref()
-                .and_then(|g| stored_members.remove(&g.id))
-                .unwrap_or_default();
-            let diff = diff(&desired, &stored);
-            let description = Some(describe(group_type, &p.source.group_name, &parsed));
-            report.shape = Some(parsed.shape.as_str());
-            report.description = description.clone();
-            report.rows_read = parsed.rows_read;
-            report.holdings = desired.len();
-            report.counts = Counts {
-                created: diff.added.len(),
-                updated: diff.updated.len(),
-                reweighted: diff.reweighted(),
-                deleted: diff.removed.len(),
-                unchanged: diff.unchanged,
-            };
-            for s in &parsed.skipped {
-                *report.skipped_by_reason.entry(s.reason).or_default() += 1;
-            }
-            report.skipped = parsed.skipped;
-            let metadata = serde_json::json!({
-                "source_file": p.source.file_name,
-                "shape": parsed.shape.as_str(),
-            });
-            let plan = Plan {
-                group_name: p.source.group_name,
-                existing,
-                description,
-                metadata,
-                diff,
-            };
-            (report, Some(plan))
-        }
-    }
 }
 
 /// A group's description: the fund name a provider file gives, a universe's index name, else
@@ -398,148 +253,6 @@ fn describe(group_type: GroupType, name: &str, parsed: &ParsedFile) -> String {
     }
 }
 
-async fn write(
-    txn: &impl ConnectionTrait,
-    req: &LoadRequest,
-    plans: &[Plan],
-    removed: &[(i32, RemovedGroup, GroupDiff)],
-    report: &mut LoadReport,
-    started_at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let env = req.environment.as_str();
-    let run = load_run::Entity::insert(run_model(req, started_at, "running", None))
-        .exec(txn)
-        .await?;
-    let run_id = run.last_insert_id;
-
-    let mut changed = !removed.is_empty();
-    for plan in plans {
-        let group_changed = plan.existing.as_ref().is_none_or(|g| {
-            g.description != plan.description || g.metadata.as_ref() != Some(&plan.metadata)
-        });
-        let group_id = apply::upsert_group(
-            txn,
-            plan.existing.as_ref(),
-            GroupSpec {
-                environment: env,
-                group_type: req.group_type,
-                name: &plan.group_name,
-                description: plan.description.clone(),
-                metadata: Some(plan.metadata.clone()),
-            },
-            now,
-        )
-        .await?;
-        apply::apply_diff(txn, group_id, &plan.diff, now).await?;
-        changed |= group_changed || !plan.diff.is_empty();
-    }
-    let changes = plans
-        .iter()
-        .flat_map(|p| apply::change_rows(req.group_type, &p.group_name, &p.diff))
-        .chain(
-            removed
-                .iter()
-                .flat_map(|(_, r, d)| apply::change_rows(req.group_type, &r.group_name, d)),
-        );
-    apply::record_changes(txn, run_id, changes).await?;
-    for (group_id, _, _) in removed {
-        apply::delete_group(txn, *group_id).await?;
-    }
-    if changed {
-        report.data_version = Some(apply::bump_data_version(txn, env, now).await?);
-    }
-
-    let file_rows = report.files.iter().map(|f| load_run_file::ActiveModel {
-        id: NotSet,
-        run_id: Set(run_id),
-        file_name: Set(f.file_name.clone()),
-        group_type: Set(req.group_type.as_str().to_owned()),
-        group_name: Set(f.group_name.clone()),
-        shape: Set(f.shape.map(str::to_owned)),
-        md5: Set(Some(f.md5.clone())),
-        status: Set(f.status.as_str().to_owned()),
-        rows_read: Set(count(f.rows_read)),
-        rows_loaded: Set(count(f.holdings)),
-        rows_skipped: Set(count(f.skipped_total())),
-        created: Set(count(f.counts.created)),
-        updated: Set(count(f.counts.updated)),
-        deleted: Set(count(f.counts.deleted)),
-        unchanged: Set(count(f.counts.unchanged)),
-        error: Set(f.error.clone()),
-    });
-    load_run_file::Entity::insert_many(file_rows)
-        .exec_without_returning(txn)
-        .await?;
-
-    report.run_id = Some(run_id);
-    let t = &report.totals;
-    let outcome = if t.files_rejected == 0 {
-        "success"
-    } else if t.files_rejected == t.files {
-        "failed"
-    } else {
-        "partial"
-    };
-    let mut model = run_model(req, started_at, outcome, None);
-    model.id = Set(run_id);
-    model.finished_at = Set(Some(Utc::now()));
-    model.files_total = Set(count(t.files));
-    model.files_loaded = Set(count(t.files_loaded));
-    model.files_unchanged = Set(count(t.files_unchanged));
-    model.files_rejected = Set(count(t.files_rejected));
-    model.rows_read = Set(count(t.rows_read));
-    model.created = Set(count(t.counts.created));
-    model.updated = Set(count(t.counts.updated));
-    model.deleted = Set(count(t.counts.deleted));
-    model.unchanged = Set(count(t.counts.unchanged));
-    model.skipped = Set(count(t.skipped));
-    model.groups_removed = Set(count(t.groups_removed));
-    model.data_version = Set(report.data_version);
-    let errors: Vec<&str> = report
-        .files
-        .iter()
-        .filter_map(|f| f.error.as_deref())
-        .collect();
-    model.error = Set((!errors.is_empty()).then(|| errors.join("\n")));
-    model.report = Set(serde_json::to_value(&*report).ok());
-    load_run::Entity::update(model).exec(txn).await?;
-    Ok(())
-}
-
-fn run_model(
-    req: &LoadRequest,
-    started_at: DateTime<Utc>,
-    outcome: &str,
-    error: Option<String>,
-) -> load_run::ActiveModel {
-    load_run::ActiveModel {
-        id: NotSet,
-        environment: Set(req.environment.clone()),
-        kind: Set(kind_key(req.group_type).to_owned()),
-        mode: Set(req.mode.as_str().to_owned()),
-        scope: Set(req.only.clone()),
-        source: Set(req.dir.display().to_string()),
-        started_at: Set(started_at),
-        finished_at: Set(None),
-        outcome: Set(outcome.to_owned()),
-        files_total: Set(0),
-        files_loaded: Set(0),
-        files_unchanged: Set(0),
-        files_rejected: Set(0),
-        rows_read: Set(0),
-        created: Set(0),
-        updated: Set(0),
-        deleted: Set(0),
-        unchanged: Set(0),
-        skipped: Set(0),
-        groups_removed: Set(0),
-        data_version: Set(None),
-        error: Set(error),
-        report: Set(None),
-    }
-}
-
 /// The `load_runs.kind` of a group type.
 pub fn kind_key(group_type: GroupType) -> &'static str {
     match group_type {
@@ -548,25 +261,6 @@ pub fn kind_key(group_type: GroupType) -> &'static str {
         GroupType::Sector => "sector",
         GroupType::Theme => "theme",
     }
-}
-
-/// After a rolled-back load, leaves a record that it failed (best effort: the error that
-/// caused the rollback is what the caller reports).
-async fn record_failure(
-    db: &DatabaseConnection,
-    req: &LoadRequest,
-    started_at: DateTime<Utc>,
-    error: &DbErr,
-) {
-    let mut model = run_model(req, started_at, "failed", Some(error.to_string()));
-    model.finished_at = Set(Some(Utc::now()));
-    if let Err(e) = load_run::Entity::insert(model).exec(db).await {
-        tracing::warn!("could not record the failed run: {e}");
-    }
-}
-
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// The path of the shipped share-class list inside a definitions folder.

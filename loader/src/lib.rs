@@ -3,10 +3,15 @@
 //! so a command and its mutation can never behave differently.
 
 pub mod apply;
+pub mod definitions;
 pub mod diff;
+pub mod enrich;
 pub mod error;
 pub mod graph;
 pub mod members;
+pub mod organize;
+pub mod profile;
+pub mod quality;
 pub mod read;
 pub mod report;
 pub mod run;
@@ -14,6 +19,7 @@ pub mod source;
 pub mod store;
 pub mod symbol;
 pub mod sync;
+pub mod validate;
 pub mod weight;
 
 pub use error::LoadError;

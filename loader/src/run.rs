@@ -22,7 +22,7 @@ use crate::report::{LoadReport, Mode};
 use crate::source::{self, SourceFile};
 use crate::store;
 use crate::symbol::ShareClasses;
-use crate::sync::{Input, Outcome, Parsed, SyncRequest, sync};
+use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, sync};
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -112,7 +112,7 @@ pub async fn load(
                         })),
                         rows_read: parsed.rows_read,
                         skipped: parsed.skipped,
-                        members,
+                        members: Members::Exactly(members),
                     })
                 }
             };

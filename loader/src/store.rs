@@ -123,3 +123,38 @@ pub async fn data_version(db: &impl ConnectionTrait, environment: &str) -> Resul
             .map_or(0, |v| v.version),
     )
 }
+
+/// One membership with its group's type and name.
+#[derive(Clone, Debug)]
+pub struct MembershipRow {
+    pub group_type: GroupType,
+    pub group_name: String,
+    pub symbol: String,
+    pub weight: Option<f64>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Every membership of an environment with its group's type and name.
+pub async fn all_memberships(
+    db: &impl ConnectionTrait,
+    environment: &str,
+) -> Result<Vec<MembershipRow>, DbErr> {
+    let rows = group_membership::Entity::find()
+        .find_also_related(definition_group::Entity)
+        .filter(definition_group::Column::Environment.eq(environment))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(m, g)| {
+            let g = g?;
+            Some(MembershipRow {
+                group_type: g.group_type.parse().ok()?,
+                group_name: g.name,
+                symbol: m.symbol,
+                weight: m.weight,
+                metadata: m.metadata,
+            })
+        })
+        .collect())
+}

@@ -66,7 +66,15 @@ pub struct Parsed {
     pub metadata: Option<serde_json::Value>,
     pub rows_read: usize,
     pub skipped: Vec<Skipped>,
-    pub members: BTreeMap<Symbol, Desired>,
+    pub members: Members,
+}
+
+/// What an input says about its group's members.
+pub enum Members {
+    /// Exactly these.
+    Exactly(BTreeMap<Symbol, Desired>),
+    /// Leave the stored members alone (sector definitions: enrichment fills them).
+    Keep,
 }
 
 /// Diffs the inputs against the stored groups of the request's type and applies the result.
@@ -215,7 +223,13 @@ fn plan(
                 .as_ref()
                 .and_then(|g| stored_members.remove(&g.id))
                 .unwrap_or_default();
-            let diff = diff(&parsed.members, &stored);
+            let diff = match &parsed.members {
+                Members::Exactly(members) => diff(members, &stored),
+                Members::Keep => GroupDiff {
+                    unchanged: stored.len(),
+                    ..GroupDiff::default()
+                },
+            };
             let description = parsed
                 .description
                 .or_else(|| existing.as_ref().and_then(|g| g.description.clone()));
@@ -225,7 +239,10 @@ fn plan(
             report.shape = Some(parsed.shape);
             report.description = description.clone();
             report.rows_read = parsed.rows_read;
-            report.holdings = parsed.members.len();
+            report.holdings = match &parsed.members {
+                Members::Exactly(members) => members.len(),
+                Members::Keep => stored.len(),
+            };
             report.counts = Counts {
                 created: diff.added.len(),
                 updated: diff.updated.len(),

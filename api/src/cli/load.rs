@@ -3,16 +3,16 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use entity::GroupType;
-use loader::{LoadRequest, Mode};
+use loader::{LoadReport, LoadRequest, Mode};
 use sea_orm::DatabaseConnection;
 
 use super::{Exit, Io};
 use crate::config::Config;
 
-/// Options shared by the loaders.
+/// The mode and output options every data-changing command shares.
 #[derive(Args, Debug, Clone, Default)]
-pub struct LoadArgs {
-    /// full: stored groups become exactly the files; incremental: skip files whose MD5 is
+pub struct ModeArgs {
+    /// full: stored groups become exactly the input; incremental: skip inputs whose MD5 is
     /// unchanged and diff the rest; dry-run: print the diff, write nothing.
     #[arg(long, value_enum, default_value_t = ModeArg::Incremental)]
     pub mode: ModeArg,
@@ -22,18 +22,32 @@ pub struct LoadArgs {
     /// Same as `--mode dry-run` (wins over every other mode).
     #[arg(long)]
     pub dry_run: bool,
-    /// Load this ETF only (`--etf SPY`).
-    #[arg(long, value_name = "TICKER")]
-    pub etf: Option<String>,
-    /// Load this universe only (`--universe sp500`).
-    #[arg(long, value_name = "KEY")]
-    pub universe: Option<String>,
-    /// List every skipped row with its file and line.
+    /// List every skipped row (or disagreement) with where it came from.
     #[arg(long, short)]
     pub verbose: bool,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `load-etf-holdings` options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EtfArgs {
+    #[command(flatten)]
+    pub common: ModeArgs,
+    /// Load this ETF only (`--etf SPY`).
+    #[arg(long, value_name = "TICKER")]
+    pub etf: Option<String>,
+}
+
+/// `load-universes` options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct UniverseArgs {
+    #[command(flatten)]
+    pub common: ModeArgs,
+    /// Load this universe only (`--universe sp500`).
+    #[arg(long, value_name = "KEY")]
+    pub universe: Option<String>,
 }
 
 /// `--mode` values.
@@ -45,7 +59,7 @@ pub enum ModeArg {
     DryRun,
 }
 
-impl LoadArgs {
+impl ModeArgs {
     /// The mode these flags ask for: `--dry-run` wins, then `--rebuild`, then `--mode`.
     pub fn mode(&self) -> Mode {
         if self.dry_run || self.mode == ModeArg::DryRun {
@@ -58,17 +72,15 @@ impl LoadArgs {
     }
 }
 
+/// Runs a file load and prints its report.
 pub async fn run(
     group_type: GroupType,
-    args: &LoadArgs,
+    only: Option<String>,
+    args: &ModeArgs,
     config: &Config,
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let only = match group_type {
-        GroupType::Etf => args.etf.clone(),
-        _ => args.universe.clone(),
-    };
     let request = LoadRequest {
         group_type,
         mode: args.mode(),
@@ -81,8 +93,13 @@ pub async fn run(
     let report = loader::load(db, &request, progress.as_ref())
         .await
         .context("the load did not run")?;
+    print_load(&report, args, io)
+}
+
+/// Prints a load report as text or JSON, rejections also on stderr.
+pub fn print_load(report: &LoadReport, args: &ModeArgs, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     if args.json {
-        serde_json::to_writer_pretty(&mut *io.out, &report)?;
+        serde_json::to_writer_pretty(&mut *io.out, report)?;
         writeln!(io.out)?;
     } else {
         write!(io.out, "{}", report.render(args.verbose))?;

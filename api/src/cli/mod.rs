@@ -1,7 +1,10 @@
 //! The `holdgraph` command line: one module per subcommand, each thin, calling the library.
 
-mod load;
+pub mod load;
+pub mod pipeline;
 pub mod progress;
+pub mod query;
+pub mod setup;
 
 use std::io::Write;
 
@@ -9,7 +12,7 @@ use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
-pub use load::LoadArgs;
+pub use load::{EtfArgs, ModeArgs, UniverseArgs};
 pub use progress::ProgressStyle;
 
 /// Holdings Graph: ETF, stock, sector, theme and universe relationships, loaded from provider
@@ -27,11 +30,29 @@ pub struct Cli {
 /// The maintenance commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create or update the 12 sector groups from `sectors.json` (idempotent).
+    OrganizeSectors(pipeline::DryRunArgs),
+    /// Create, update or (full mode) remove the theme groups of `themes.json`.
+    OrganizeThemes(ModeArgs),
     /// Load ETF holdings (`{ticker}_holdings.csv` and provider exports) with their weights.
-    LoadEtfHoldings(LoadArgs),
+    LoadEtfHoldings(EtfArgs),
     /// Load index universes (`sp500.csv`, `nasdaq100.csv`, `dow30.csv`, `russell3000.csv`,
     /// `{key}_universe.csv`).
-    LoadUniverses(LoadArgs),
+    LoadUniverses(UniverseArgs),
+    /// Give every stock exactly one sector from its best source, recording which one.
+    EnrichSectors(ModeArgs),
+    /// Set a stock's sector by hand (kept in `sector_overrides.csv`, survives every run).
+    SetSector(pipeline::SetSectorArgs),
+    /// Refresh each stock's name, names and spellings.
+    BuildStockMetadata(pipeline::DryRunArgs),
+    /// Run the data-quality checks; exit 1 when one fails.
+    Validate(pipeline::ValidateArgs),
+    /// The data-quality report.
+    Report(pipeline::ReportArgs),
+    /// Look up a stock, ETF, sector, industry, theme or universe, or print counts.
+    Query(query::QueryArgs),
+    /// From an empty database to a loaded, enriched, validated and reported one.
+    Setup(setup::SetupArgs),
 }
 
 /// What a command asks the process to exit with.
@@ -67,12 +88,33 @@ pub async fn dispatch(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
+    use entity::GroupType;
     match command {
+        Command::OrganizeSectors(args) => pipeline::organize_sectors(args, config, db, io).await,
+        Command::OrganizeThemes(args) => pipeline::organize_themes(args, config, db, io).await,
         Command::LoadEtfHoldings(args) => {
-            load::run(entity::GroupType::Etf, args, config, db, io).await
+            load::run(
+                GroupType::Etf,
+                args.etf.clone(),
+                &args.common,
+                config,
+                db,
+                io,
+            )
+            .await
         }
         Command::LoadUniverses(args) => {
-            load::run(entity::GroupType::Universe, args, config, db, io).await
+            let only = args.universe.clone();
+            load::run(GroupType::Universe, only, &args.common, config, db, io).await
         }
+        Command::EnrichSectors(args) => pipeline::enrich(args, config, db, io).await,
+        Command::SetSector(args) => pipeline::set_sector(args, config, db, io).await,
+        Command::BuildStockMetadata(args) => {
+            pipeline::build_stock_metadata(args, config, db, io).await
+        }
+        Command::Validate(args) => pipeline::validate(args, config, db, io).await,
+        Command::Report(args) => pipeline::report_command(args, config, db, io).await,
+        Command::Query(args) => query::run(args, config, db, io).await,
+        Command::Setup(args) => setup::run(args, config, db, io).await,
     }
 }

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub url: String,
     /// Scratch space for the test (holdings copies, the SQLite file).
     pub dir: tempfile::TempDir,
+    /// The definitions folder commands use: the project's, or a copy a test may edit.
+    definitions: std::sync::Mutex<PathBuf>,
     postgres: Option<(String, String)>,
 }
 
@@ -59,8 +61,22 @@ impl TestApp {
             db,
             url,
             dir,
+            definitions: std::sync::Mutex::new(project_dir().join("definitions")),
             postgres,
         }
+    }
+
+    /// Copies the project's definitions into scratch space and makes commands use the copy,
+    /// so a test may edit them (`set-sector` writes the overrides file). Returns the copy.
+    pub fn copy_definitions(&self) -> PathBuf {
+        let to = self.dir.path().join("definitions");
+        std::fs::create_dir_all(&to).expect("definitions copy");
+        for entry in std::fs::read_dir(project_dir().join("definitions")).expect("definitions") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+        *self.definitions.lock().expect("lock") = to.clone();
+        to
     }
 
     /// Whether this test runs on PostgreSQL.
@@ -75,7 +91,7 @@ impl TestApp {
             "--database-url".into(),
             self.url.clone(),
             "--definitions-dir".into(),
-            project_dir().join("definitions").display().to_string(),
+            self.definitions.lock().expect("lock").display().to_string(),
         ];
         full.extend(args.iter().map(|a| (*a).to_owned()));
         let mut stdout = Vec::new();

@@ -1,3 +1,4 @@
 //! The integration test binary: one module per area, each test on a fresh database.
 
 mod load;
+mod pipeline;

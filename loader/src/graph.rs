@@ -104,23 +104,31 @@ pub fn sort_heaviest_first(members: &mut [group_membership::Model]) {
 
 /// Every membership of the given symbols in an environment, with its group, by symbol; each
 /// symbol's list is heaviest first.
+///
+/// Groups are read once and joined in memory: a SQL join would repeat each group's row (and
+/// parse its metadata) for every membership, which dominated batch look-ups.
 pub async fn memberships_of_symbols(
     db: &impl ConnectionTrait,
     environment: &str,
     symbols: &[String],
 ) -> Result<HashMap<String, Vec<(group_membership::Model, definition_group::Model)>>, DbErr> {
+    let groups: HashMap<i32, definition_group::Model> = groups(db, environment, None)
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g))
+        .collect();
     let mut out: HashMap<String, Vec<(group_membership::Model, definition_group::Model)>> =
         HashMap::new();
     for chunk in symbols.chunks(CHUNK) {
         let rows = group_membership::Entity::find()
-            .find_also_related(definition_group::Entity)
             .filter(group_membership::Column::Symbol.is_in(chunk.iter().cloned()))
-            .filter(definition_group::Column::Environment.eq(environment))
             .all(db)
             .await?;
-        for (m, g) in rows {
-            if let Some(g) = g {
-                out.entry(m.symbol.clone()).or_default().push((m, g));
+        for m in rows {
+            if let Some(g) = groups.get(&m.group_id) {
+                out.entry(m.symbol.clone())
+                    .or_default()
+                    .push((m, g.clone()));
             }
         }
     }

@@ -71,44 +71,6 @@ fn choose_name(names: &BTreeMap<String, usize>) -> Option<String> {
         .map(|(n, _)| n.clone())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(group: &str, symbol: &str, name: &str, spelling: &str) -> MembershipRow {
-        MembershipRow {
-            group_type: GroupType::Etf,
-            group_name: group.into(),
-            symbol: symbol.into(),
-            weight: Some(1.0),
-            metadata: Some(json!({"name": name, "spelling": spelling})),
-        }
-    }
-
-    #[test]
-    fn mixed_case_names_win_then_the_most_common() {
-        let rows = vec![
-            row("IVV", "NVDA", "NVIDIA CORP", "NVDA"),
-            row("SPY", "NVDA", "NVIDIA CORP", "NVDA"),
-            row("VTI", "NVDA", "NVIDIA Corp.", "NVDA"),
-            row("IVV", "BRK.B", "BERKSHIRE HATHAWAY INC CLASS B", "BRKB"),
-            row("SPY", "BRK.B", "BERKSHIRE HATHAWAY INC CL B", "BRK.B"),
-            row("QQQ", "BRK.B", "BERKSHIRE HATHAWAY INC CLASS B", "BRK.B"),
-        ];
-        let p = profiles(&rows);
-        assert_eq!(p["NVDA"].name.as_deref(), Some("NVIDIA Corp."));
-        assert_eq!(p["NVDA"].names.len(), 2);
-        assert_eq!(
-            p["BRK.B"].name.as_deref(),
-            Some("BERKSHIRE HATHAWAY INC CLASS B")
-        );
-        assert_eq!(
-            p["BRK.B"].spellings,
-            BTreeSet::from(["BRK.B".to_owned(), "BRKB".to_owned()])
-        );
-    }
-}
-
 /// `build-stock-metadata`: refreshes each stock's name, names and spellings in its sector
 /// membership (where enrichment keeps what is known of a stock), moving nothing. Returns the
 /// sync report and how many stocks have no sector membership yet.
@@ -178,4 +140,42 @@ pub async fn build_stock_metadata(
         remove_gone: false,
     };
     Ok((sync(db, &req, inputs, clock, started_at).await?, without))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(group: &str, symbol: &str, name: &str, spelling: &str) -> MembershipRow {
+        MembershipRow {
+            group_type: GroupType::Etf,
+            group_name: group.into(),
+            symbol: symbol.into(),
+            weight: Some(1.0),
+            metadata: Some(json!({"name": name, "spelling": spelling})),
+        }
+    }
+
+    #[test]
+    fn mixed_case_names_win_then_the_most_common() {
+        let rows = vec![
+            row("IVV", "NVDA", "NVIDIA CORP", "NVDA"),
+            row("SPY", "NVDA", "NVIDIA CORP", "NVDA"),
+            row("VTI", "NVDA", "NVIDIA Corp.", "NVDA"),
+            row("IVV", "BRK.B", "BERKSHIRE HATHAWAY INC CLASS B", "BRKB"),
+            row("SPY", "BRK.B", "BERKSHIRE HATHAWAY INC CL B", "BRK.B"),
+            row("QQQ", "BRK.B", "BERKSHIRE HATHAWAY INC CLASS B", "BRK.B"),
+        ];
+        let p = profiles(&rows);
+        assert_eq!(p["NVDA"].name.as_deref(), Some("NVIDIA Corp."));
+        assert_eq!(p["NVDA"].names.len(), 2);
+        assert_eq!(
+            p["BRK.B"].name.as_deref(),
+            Some("BERKSHIRE HATHAWAY INC CLASS B")
+        );
+        assert_eq!(
+            p["BRK.B"].spellings,
+            BTreeSet::from(["BRK.B".to_owned(), "BRKB".to_owned()])
+        );
+    }
 }

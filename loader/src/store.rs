@@ -134,27 +134,42 @@ pub struct MembershipRow {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Every membership of an environment with its group's type and name.
+/// Every membership of an environment with its group's type and name (groups read once and
+/// joined in memory, see [`crate::graph::memberships_of_symbols`]).
 pub async fn all_memberships(
     db: &impl ConnectionTrait,
     environment: &str,
 ) -> Result<Vec<MembershipRow>, DbErr> {
-    let rows = group_membership::Entity::find()
-        .find_also_related(definition_group::Entity)
+    let groups: HashMap<i32, (GroupType, String)> = definition_group::Entity::find()
+        .select_only()
+        .column(definition_group::Column::Id)
+        .column(definition_group::Column::GroupType)
+        .column(definition_group::Column::Name)
         .filter(definition_group::Column::Environment.eq(environment))
+        .into_tuple::<(i32, String, String)>()
         .all(db)
-        .await?;
-    Ok(rows
+        .await?
         .into_iter()
-        .filter_map(|(m, g)| {
-            let g = g?;
-            Some(MembershipRow {
-                group_type: g.group_type.parse().ok()?,
-                group_name: g.name,
-                symbol: m.symbol,
-                weight: m.weight,
-                metadata: m.metadata,
-            })
-        })
-        .collect())
+        .filter_map(|(id, t, name)| Some((id, (t.parse().ok()?, name))))
+        .collect();
+    let ids: Vec<i32> = groups.keys().copied().collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        for m in group_membership::Entity::find()
+            .filter(group_membership::Column::GroupId.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?
+        {
+            if let Some((group_type, group_name)) = groups.get(&m.group_id) {
+                out.push(MembershipRow {
+                    group_type: *group_type,
+                    group_name: group_name.clone(),
+                    symbol: m.symbol,
+                    weight: m.weight,
+                    metadata: m.metadata,
+                });
+            }
+        }
+    }
+    Ok(out)
 }

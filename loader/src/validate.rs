@@ -1,10 +1,13 @@
 //! `validate`: the data-quality checks, each PASS, WARN or FAIL with what offends it. Every
 //! check reads the database as it is (nothing is assumed from how the data was loaded).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use entity::{GroupType, definition_group, group_membership};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    QueryTrait,
+};
 use serde::Serialize;
 
 use crate::definitions::{Sectors, UNKNOWN};
@@ -276,32 +279,30 @@ pub async fn validate(
     })
 }
 
-/// Memberships whose group does not exist (possible where foreign keys were off).
+/// Memberships whose group does not exist (possible where foreign keys were off). The
+/// anti-join runs in SQL so only offenders cross the wire.
 async fn orphans(db: &impl ConnectionTrait) -> Result<Check, DbErr> {
-    let group_ids: HashSet<i32> = definition_group::Entity::find()
+    let live = definition_group::Entity::find()
         .select_only()
         .column(definition_group::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let all: Vec<(i32, i32, String)> = group_membership::Entity::find()
+        .into_query();
+    let offenders: Vec<(i32, i32, String)> = group_membership::Entity::find()
         .select_only()
         .column(group_membership::Column::Id)
         .column(group_membership::Column::GroupId)
         .column(group_membership::Column::Symbol)
+        .filter(group_membership::Column::GroupId.not_in_subquery(live))
         .into_tuple()
         .all(db)
         .await?;
-    let examined = all.len();
+    let examined = group_membership::Entity::find().count(db).await?;
     Ok(check(
         "memberships_point_at_live_groups",
         "every membership belongs to an existing group",
         Status::Fail,
-        examined,
-        all.into_iter()
-            .filter(|(_, g, _)| !group_ids.contains(g))
+        usize::try_from(examined).unwrap_or(usize::MAX),
+        offenders
+            .into_iter()
             .map(|(id, g, s)| format!("membership {id}: {s} in missing group {g}"))
             .collect(),
     ))

@@ -42,6 +42,8 @@ struct Args {
 enum Bench {
     /// Full, no-change incremental and one-ETF incremental loads of every ETF and universe.
     Load,
+    /// `holdgraph setup` from an empty database, then again on the loaded one.
+    Setup,
 }
 
 #[tokio::main]
@@ -49,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.bench {
         Bench::Load => load(&args).await,
+        Bench::Setup => setup(&args).await,
     }
 }
 
@@ -115,16 +118,7 @@ async fn load_both(
 async fn load(args: &Args) -> anyhow::Result<()> {
     let source = args.dataset.join("holdings");
     anyhow::ensure!(source.is_dir(), "dataset not found at {}", source.display());
-    let mut backends = vec!["sqlite"];
-    if !args.postgres_url.is_empty() {
-        match holdgraph::db::create_postgres_database(&args.postgres_url, "hg_bench_probe").await {
-            Ok(_) => {
-                holdgraph::db::drop_postgres_database(&args.postgres_url, "hg_bench_probe").await?;
-                backends.push("postgres");
-            }
-            Err(e) => eprintln!("PostgreSQL skipped: {e:#}"),
-        }
-    }
+    let backends = backends(args).await?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "database",
@@ -173,6 +167,97 @@ async fn load(args: &Args) -> anyhow::Result<()> {
                 } else {
                     "-".to_owned()
                 },
+            ]);
+        }
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// Which databases a benchmark runs on: SQLite, and PostgreSQL when it can create databases.
+async fn backends(args: &Args) -> anyhow::Result<Vec<&'static str>> {
+    let mut backends = vec!["sqlite"];
+    if !args.postgres_url.is_empty() {
+        match holdgraph::db::create_postgres_database(&args.postgres_url, "hg_bench_probe").await {
+            Ok(_) => {
+                holdgraph::db::drop_postgres_database(&args.postgres_url, "hg_bench_probe").await?;
+                backends.push("postgres");
+            }
+            Err(e) => eprintln!("PostgreSQL skipped: {e:#}"),
+        }
+    }
+    Ok(backends)
+}
+
+async fn setup(args: &Args) -> anyhow::Result<()> {
+    let holdings = args.dataset.join("holdings");
+    anyhow::ensure!(
+        holdings.is_dir(),
+        "dataset not found at {}",
+        holdings.display()
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "database",
+        "step",
+        "median ms",
+        "best ms",
+        "exit",
+    ]);
+    for backend in backends(args).await? {
+        let mut first = Vec::new();
+        let mut again = Vec::new();
+        let mut exit = 0;
+        for round in 0..args.runs {
+            let dir = tempfile::tempdir()?;
+            let (url, drop) = if backend == "sqlite" {
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                );
+                (url, None)
+            } else {
+                let name = format!("hg_bench_setup_{}_{round}", std::process::id());
+                let url =
+                    holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?;
+                (url, Some(name))
+            };
+            holdgraph::db::connect(&url).await?.close().await.ok();
+            let cli = holdgraph::Cli::try_parse_from([
+                "holdgraph",
+                "--database-url",
+                &url,
+                "--holdings-dir",
+                &holdings.display().to_string(),
+                "setup",
+            ])?;
+            for times in [&mut first, &mut again] {
+                let clock = Instant::now();
+                let code = holdgraph::run(
+                    &cli,
+                    &mut std::io::sink(),
+                    &mut std::io::sink(),
+                    holdgraph::ProgressStyle::Quiet,
+                )
+                .await;
+                times.push(clock.elapsed().as_secs_f64() * 1e3);
+                exit = exit.max(code);
+            }
+            if let Some(name) = drop {
+                holdgraph::db::drop_postgres_database(&args.postgres_url, &name).await?;
+            }
+        }
+        for (step, mut times) in [
+            ("setup on an empty database", first),
+            ("setup again (nothing changed)", again),
+        ] {
+            times.sort_by(f64::total_cmp);
+            table.add_row([
+                backend.to_owned(),
+                step.to_owned(),
+                format!("{:.1}", times[times.len() / 2]),
+                format!("{:.1}", times[0]),
+                exit.to_string(),
             ]);
         }
     }

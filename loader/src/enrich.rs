@@ -8,7 +8,8 @@
 //!    give, mapped through the aliases of `sectors.json`);
 //! 3. membership in one of the 11 sector SPDR funds (XLK, XLF, ...);
 //! 4. a security-master classification file in `classifications/` under the holdings folder,
-//!    mapped to sector keys through `nasdaq_sector_map.csv`;
+//!    mapped to sector keys through `nasdaq_sector_map.csv` (a file that already uses GICS
+//!    sector names is read through the aliases of `sectors.json`);
 //! 5. else `unknown`.
 //!
 //! Where a lower source disagrees with the one that decided, the disagreement is listed.
@@ -385,8 +386,11 @@ fn candidates(
                 industry: None,
             });
         }
+        // The map translates a foreign taxonomy; a file already in GICS names needs none.
         if let Some(c) = classified.get(symbol)
-            && let Some(key) = map.key_for(&c.sector, &c.industry)
+            && let Some(key) = map
+                .key_for(&c.sector, &c.industry)
+                .or_else(|| sectors.key_for(&c.sector).filter(|k| *k != UNKNOWN))
         {
             list.push(Candidate {
                 source: Source::Classification,

@@ -35,7 +35,7 @@ use crate::profile::{Profile, profiles};
 use crate::report::{LoadReport, Mode};
 use crate::store::{self, MembershipRow};
 use crate::symbol::{Symbol, trim_cell};
-use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, sync};
+use crate::sync::{SyncRequest, member_inputs, sync};
 
 /// Where a stock's sector came from, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -549,22 +549,7 @@ pub async fn enrich_sectors(
         }
     }
 
-    let inputs = members
-        .into_iter()
-        .map(|(key, members)| Input {
-            file_name: format!("enrichment#{key}"),
-            group_name: key,
-            md5: String::new(),
-            outcome: Outcome::Parsed(Parsed {
-                shape: "sector",
-                description: None,
-                metadata: None,
-                rows_read: members.len(),
-                skipped: Vec::new(),
-                members: Members::Exactly(members),
-            }),
-        })
-        .collect();
+    let inputs = member_inputs("enrichment", "sector", members);
     let sync_req = SyncRequest {
         group_type: GroupType::Sector,
         mode: req.mode,

@@ -79,7 +79,7 @@ pub async fn build_stock_metadata(
     environment: &str,
     dry_run: bool,
 ) -> Result<(crate::LoadReport, usize), crate::LoadError> {
-    use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, sync};
+    use crate::sync::{SyncRequest, member_inputs, sync};
     let clock = std::time::Instant::now();
     let started_at = chrono::Utc::now();
     let rows = crate::store::all_memberships(db, environment).await?;
@@ -110,22 +110,7 @@ pub async fn build_stock_metadata(
         .keys()
         .filter(|s| !with_sector.contains(s.as_str()))
         .count();
-    let inputs = by_sector
-        .into_iter()
-        .map(|(sector, members)| Input {
-            file_name: format!("stock-metadata#{sector}"),
-            group_name: sector,
-            md5: String::new(),
-            outcome: Outcome::Parsed(Parsed {
-                shape: "stock_metadata",
-                description: None,
-                metadata: None,
-                rows_read: members.len(),
-                skipped: Vec::new(),
-                members: Members::Exactly(members),
-            }),
-        })
-        .collect();
+    let inputs = member_inputs("stock-metadata", "stock_metadata", by_sector);
     let req = SyncRequest {
         group_type: GroupType::Sector,
         mode: if dry_run {

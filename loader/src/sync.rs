@@ -77,6 +77,31 @@ pub enum Members {
     Keep,
 }
 
+/// Inputs that set the members of existing groups (sectors after enrichment), keeping their
+/// descriptions and metadata; `label` names them in reports (`enrichment#energy`).
+pub fn member_inputs(
+    label: &str,
+    shape: &'static str,
+    groups: BTreeMap<String, BTreeMap<Symbol, Desired>>,
+) -> Vec<Input> {
+    groups
+        .into_iter()
+        .map(|(group_name, members)| Input {
+            file_name: format!("{label}#{group_name}"),
+            group_name,
+            md5: String::new(),
+            outcome: Outcome::Parsed(Parsed {
+                shape,
+                description: None,
+                metadata: None,
+                rows_read: members.len(),
+                skipped: Vec::new(),
+                members: Members::Exactly(members),
+            }),
+        })
+        .collect()
+}
+
 /// Diffs the inputs against the stored groups of the request's type and applies the result.
 pub async fn sync(
     db: &DatabaseConnection,

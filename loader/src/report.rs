@@ -183,6 +183,16 @@ impl LoadReport {
     pub fn render(&self, verbose: bool) -> String {
         let mut out = String::new();
         let kind = kind_label(self.group_type);
+        let noun = if self.group_type == GroupType::Etf {
+            "holdings"
+        } else {
+            "members"
+        };
+        let unit = if matches!(self.group_type, GroupType::Etf | GroupType::Universe) {
+            "files"
+        } else {
+            "groups"
+        };
         let dry = self.mode == Mode::DryRun;
         for f in &self.files {
             let counts = &f.counts;
@@ -199,20 +209,23 @@ impl LoadReport {
                 ),
                 FileStatus::Unchanged => writeln!(
                     out,
-                    "Unchanged {kind}: {} ({} has the MD5 of its last load; skipped)",
+                    "Unchanged {kind}: {} ({} is as at its last load; skipped)",
                     f.group_name, f.file_name
                 ),
                 FileStatus::Loaded if dry => writeln!(
                     out,
-                    "[DRY RUN] Would load {kind}: {} ({} holdings): {changes}",
+                    "[DRY RUN] Would load {kind}: {} ({} {noun}): {changes}",
                     f.group_name, f.holdings
                 ),
                 FileStatus::Loaded => writeln!(
                     out,
-                    "Loaded {kind}: {} ({} holdings, {}): {changes}",
+                    "Loaded {kind}: {} ({} {noun}{}): {changes}",
                     f.group_name,
                     f.holdings,
-                    f.shape.unwrap_or("?")
+                    f.shape
+                        .filter(|_| matches!(self.group_type, GroupType::Etf | GroupType::Universe))
+                        .map(|s| format!(", {s}"))
+                        .unwrap_or_default()
                 ),
             };
             if f.skipped_total() > 0 {
@@ -258,7 +271,7 @@ impl LoadReport {
         let t = &self.totals;
         let _ = writeln!(
             out,
-            "{}{} files: {} loaded, {} unchanged, {} rejected; {} rows read, {} holdings; \
+            "{}{} {unit}: {} loaded, {} unchanged, {} rejected; {} rows read, {} {noun}; \
              {} created, {} updated ({} reweighted), {} deleted, {} unchanged; {} skipped ({}){}",
             if dry { "[DRY RUN] " } else { "" },
             t.files,

@@ -1,9 +1,14 @@
 //! The `holdgraph` binary's library: configuration, database connection and the command
 //! line. Kept as a library so tests drive every command without spawning a process.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod graphql;
+pub mod http;
+pub mod serve;
+pub mod state;
 
 use std::io::Write;
 
@@ -11,7 +16,11 @@ pub use cli::{Cli, Exit, Io, ProgressStyle};
 
 /// Parses `args`, connects, migrates and runs the command, writing to `out` and `err`.
 /// Returns the exit code (2 when the command could not run at all).
-pub async fn run_with_args<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+pub async fn run_with_args<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -30,8 +39,8 @@ where
 /// Connects, migrates and runs a parsed command line.
 pub async fn run(
     cli: &Cli,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
     progress: ProgressStyle,
 ) -> u8 {
     let result = async {

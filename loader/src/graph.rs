@@ -143,6 +143,18 @@ pub async fn memberships_of_symbols(
     Ok(out)
 }
 
+/// The memberships with these symbols, in every environment (callers keep those whose group
+/// they know).
+pub async fn memberships_with_symbols(
+    db: &impl ConnectionTrait,
+    symbols: &[String],
+) -> Result<Vec<group_membership::Model>, DbErr> {
+    group_membership::Entity::find()
+        .filter(group_membership::Column::Symbol.is_in(symbols.iter().cloned()))
+        .all(db)
+        .await
+}
+
 /// Every distinct symbol with a membership in a group of the given types.
 pub async fn symbols_in(
     db: &impl ConnectionTrait,

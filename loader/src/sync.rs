@@ -328,14 +328,15 @@ async fn write(
         apply::apply_diff(txn, group_id, &plan.diff, now).await?;
         changed |= group_changed || !plan.diff.is_empty();
     }
-    let changes = plans
-        .iter()
-        .flat_map(|p| apply::change_rows(req.group_type, &p.group_name, &p.diff))
-        .chain(
-            removed
-                .iter()
-                .flat_map(|(_, r, d)| apply::change_rows(req.group_type, &r.group_name, d)),
-        );
+    // Collected before the await: a lazy iterator of closures held across it would make the
+    // future's Send-ness depend on higher-ranked lifetimes the compiler cannot prove.
+    let mut changes = Vec::new();
+    for p in plans {
+        changes.extend(apply::change_rows(req.group_type, &p.group_name, &p.diff));
+    }
+    for (_, r, d) in removed {
+        changes.extend(apply::change_rows(req.group_type, &r.group_name, d));
+    }
     apply::record_changes(txn, run_id, changes).await?;
     for (group_id, _, _) in removed {
         apply::delete_group(txn, *group_id).await?;

@@ -57,13 +57,16 @@ impl TestApp {
         let db = holdgraph::db::connect(&url)
             .await
             .expect("connect and migrate");
-        Self {
+        let app = Self {
             db,
             url,
             dir,
             definitions: std::sync::Mutex::new(project_dir().join("definitions")),
             postgres,
-        }
+        };
+        // Commands such as set-sector write definitions: never the shipped ones.
+        app.copy_definitions();
+        app
     }
 
     /// Copies the project's definitions into scratch space and makes commands use the copy,
@@ -77,6 +80,11 @@ impl TestApp {
         }
         *self.definitions.lock().expect("lock") = to.clone();
         to
+    }
+
+    /// The definitions folder commands use.
+    pub fn definitions_dir(&self) -> PathBuf {
+        self.definitions.lock().expect("lock").clone()
     }
 
     /// Whether this test runs on PostgreSQL.

@@ -1,4 +1,5 @@
 //! The integration test binary: one module per area, each test on a fresh database.
 
+mod graphql;
 mod load;
 mod pipeline;

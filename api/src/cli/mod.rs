@@ -4,6 +4,7 @@ pub mod load;
 pub mod pipeline;
 pub mod progress;
 pub mod query;
+pub mod serve;
 pub mod setup;
 
 use std::io::Write;
@@ -53,6 +54,8 @@ pub enum Command {
     Query(query::QueryArgs),
     /// From an empty database to a loaded, enriched, validated and reported one.
     Setup(setup::SetupArgs),
+    /// The GraphQL server (runs setup first when the database is empty).
+    Serve(serve::ServeArgs),
 }
 
 /// What a command asks the process to exit with.
@@ -76,8 +79,8 @@ impl Exit {
 
 /// Where a command writes: its report to `out`, problems to `err`.
 pub struct Io<'a> {
-    pub out: &'a mut dyn Write,
-    pub err: &'a mut dyn Write,
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
     pub progress: ProgressStyle,
 }
 
@@ -116,5 +119,6 @@ pub async fn dispatch(
         Command::Report(args) => pipeline::report_command(args, config, db, io).await,
         Command::Query(args) => query::run(args, config, db, io).await,
         Command::Setup(args) => setup::run(args, config, db, io).await,
+        Command::Serve(args) => serve::run(args, config, db, io).await,
     }
 }

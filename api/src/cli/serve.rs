@@ -1,0 +1,99 @@
+//! `serve`: the GraphQL server. On an empty database it runs `setup` first, so a fresh
+//! machine serves real data.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use sea_orm::DatabaseConnection;
+
+use super::{Exit, Io, setup};
+use crate::config::Config;
+use crate::state::{AppState, ServerSettings};
+
+/// `serve` options.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Bearer token that mutations and /admin/* require; without one they are refused.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Deepest query accepted.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Most complex query accepted (a list field costs `first` × its selection).
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 20_000)]
+    pub max_complexity: usize,
+    /// Largest page (`first`) accepted.
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 1_000)]
+    pub max_page_size: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds before a request is abandoned.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Milliseconds between reads of the data version (0: before every request), which is how
+    /// loads made by other processes reach this server.
+    #[arg(long, env = "VERSION_CHECK_MS", default_value_t = 0)]
+    pub version_check_ms: u64,
+    /// Entries each cache holds at most.
+    #[arg(long, env = "CACHE_CAPACITY", default_value_t = 50_000)]
+    pub cache_capacity: u64,
+}
+
+impl ServeArgs {
+    /// The server settings these flags ask for.
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings {
+            admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_page_size: self.max_page_size,
+            body_limit_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            version_check: Duration::from_millis(self.version_check_ms),
+            cache_capacity: self.cache_capacity,
+        }
+    }
+}
+
+pub async fn run(
+    args: &ServeArgs,
+    config: &Config,
+    db: &DatabaseConnection,
+    io: &mut Io<'_>,
+) -> anyhow::Result<Exit> {
+    if loader::graph::groups(db, &config.environment, None)
+        .await?
+        .is_empty()
+    {
+        writeln!(
+            io.out,
+            "The database is empty: running setup on {}",
+            config.holdings_dir.display()
+        )?;
+        setup::run(&setup::SetupArgs::default(), config, db, io).await?;
+    }
+    let state = AppState::new(db.clone(), config.clone(), args.settings()).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    writeln!(
+        io.out,
+        "Holdings Graph serving on http://{addr} (GraphiQL at /, API at /graphql)"
+    )?;
+    if state.settings.admin_token.is_none() {
+        writeln!(
+            io.out,
+            "Admin mutations and /admin/* are disabled (set --admin-token or ADMIN_TOKEN)"
+        )?;
+    }
+    io.out.flush()?;
+    crate::serve::serve(listener, state, crate::serve::shutdown_signal()).await?;
+    Ok(Exit::Success)
+}

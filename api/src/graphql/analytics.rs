@@ -1,0 +1,473 @@
+//! Analytics and operations read-outs: holders, overlap, exposure, changes, load runs, stats,
+//! the report, validation and cache statistics.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{GroupType, load_run, membership_change};
+use loader::symbol::Symbol;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::error::{bad_input, internal};
+use super::group::{Group, resolve_reference};
+use super::membership::Membership;
+use super::{group_members, page_size, state, stock_members};
+use crate::cache::CacheStat;
+
+/// Two groups' common holdings.
+#[derive(SimpleObject)]
+pub struct Overlap {
+    pub a: Group,
+    pub b: Group,
+    /// Symbols in both.
+    pub common: usize,
+    /// Σ min(weight in a, weight in b) over common symbols: the share of a portfolio that is
+    /// held by both (percent); null for unweighted groups.
+    pub overlap_weight: Option<f64>,
+    /// Share of a's weight (or members) that b also holds, percent.
+    pub a_coverage: f64,
+    /// Share of b's weight (or members) that a also holds, percent.
+    pub b_coverage: f64,
+    /// The common holdings, heaviest overlap first.
+    pub holdings: Vec<OverlapHolding>,
+}
+
+/// One holding two groups share.
+#[derive(SimpleObject)]
+pub struct OverlapHolding {
+    pub symbol: String,
+    pub weight_a: Option<f64>,
+    pub weight_b: Option<f64>,
+}
+
+/// What `exposure` groups by.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ExposureBy {
+    /// The members' sectors.
+    Sector,
+    /// The themes the members belong to.
+    Theme,
+}
+
+/// A group's exposure to one sector or theme.
+#[derive(SimpleObject)]
+pub struct Exposure {
+    /// The sector or theme key.
+    pub key: String,
+    /// Members in it.
+    pub members: usize,
+    /// Their summed weight (percent); null for unweighted groups.
+    pub weight: Option<f64>,
+}
+
+/// A membership change a load recorded.
+#[derive(SimpleObject)]
+pub struct Change {
+    pub run_id: i32,
+    /// When the run finished.
+    pub at: Option<DateTime<Utc>>,
+    pub symbol: String,
+    /// `added`, `removed` or `reweighted`.
+    pub change: String,
+    pub old_weight: Option<f64>,
+    pub new_weight: Option<f64>,
+}
+
+/// One recorded load.
+#[derive(SimpleObject)]
+pub struct LoadRun {
+    pub id: i32,
+    /// `etf`, `universe`, `theme`, `sector`, `enrichment`, `stock_metadata`.
+    pub kind: String,
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// The one group it was limited to, if any.
+    pub scope: Option<String>,
+    pub source: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `success`, `partial`, `failed` (or `running`).
+    pub outcome: String,
+    pub files_total: i32,
+    pub files_loaded: i32,
+    pub files_unchanged: i32,
+    pub files_rejected: i32,
+    pub created: i32,
+    pub updated: i32,
+    pub deleted: i32,
+    pub skipped: i32,
+    pub data_version: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Counts of the served data.
+#[derive(SimpleObject)]
+pub struct Stats {
+    pub environment: String,
+    /// The data version served.
+    pub data_version: i64,
+    pub etfs: usize,
+    pub sectors: usize,
+    pub themes: usize,
+    pub universes: usize,
+    /// Symbols in an ETF, universe or theme.
+    pub stocks: usize,
+}
+
+/// Cache statistics.
+#[derive(SimpleObject)]
+pub struct CacheStats {
+    /// The data version the caches hold.
+    pub data_version: i64,
+    pub caches: Vec<CacheStat>,
+    /// SQL statements the read paths issued since the server started.
+    pub db_queries: u64,
+}
+
+/// One validation check.
+#[derive(SimpleObject)]
+pub struct ValidationCheck {
+    pub name: String,
+    pub description: String,
+    /// `PASS`, `WARN` or `FAIL`.
+    pub status: String,
+    pub count: usize,
+    pub examined: usize,
+    /// The offending groups or symbols.
+    pub items: Vec<String>,
+}
+
+/// The validation result.
+#[derive(SimpleObject)]
+pub struct ValidationResult {
+    /// No check failed.
+    pub ok: bool,
+    pub checks: Vec<ValidationCheck>,
+    /// The console rendering, as `holdgraph validate` prints it.
+    pub text: String,
+}
+
+/// The data-quality report.
+#[derive(SimpleObject)]
+pub struct ReportResult {
+    /// The report as JSON, the same numbers as `holdgraph report --format json`.
+    pub data: Json<serde_json::Value>,
+    /// The console rendering.
+    pub text: String,
+    /// The Markdown rendering.
+    pub markdown: String,
+}
+
+/// Analytics root fields.
+#[derive(Default)]
+pub struct AnalyticsQuery;
+
+fn weight_of(
+    list: &[std::sync::Arc<entity::group_membership::Model>],
+) -> HashMap<&str, Option<f64>> {
+    list.iter().map(|m| (m.symbol.as_str(), m.weight)).collect()
+}
+
+#[Object]
+impl AnalyticsQuery {
+    /// The ETFs holding a stock, heaviest first; empty when none does.
+    async fn holders(
+        &self,
+        ctx: &Context<'_>,
+        symbol: String,
+        #[graphql(desc = "At most this many (default all).")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Membership>> {
+        let Ok(symbol) = Symbol::parse(&symbol) else {
+            return Err(bad_input(format!("{symbol:?} is not a symbol")));
+        };
+        let limit = page_size(ctx, first, usize::MAX)?;
+        Ok(stock_members(ctx, symbol.as_str())
+            .await?
+            .iter()
+            .filter(|m| m.group.group_type == GroupType::Etf.as_str())
+            .take(limit)
+            .map(|m| Membership {
+                membership: m.membership.clone(),
+                group: m.group.clone(),
+            })
+            .collect())
+    }
+
+    /// How much two groups overlap (`overlap(a: "SPY", b: "QQQ")`).
+    async fn overlap(
+        &self,
+        ctx: &Context<'_>,
+        a: String,
+        b: String,
+        #[graphql(desc = "How many common holdings to list (default 25).")] first: Option<i32>,
+    ) -> async_graphql::Result<Overlap> {
+        let limit = page_size(ctx, first, 25)?;
+        let (ga, gb) = (resolve_reference(ctx, &a)?, resolve_reference(ctx, &b)?);
+        let (ma, mb) = (
+            group_members(ctx, ga.id).await?,
+            group_members(ctx, gb.id).await?,
+        );
+        let (wa, wb) = (weight_of(&ma), weight_of(&mb));
+        let mut holdings: Vec<OverlapHolding> = ma
+            .iter()
+            .filter(|m| wb.contains_key(m.symbol.as_str()))
+            .map(|m| OverlapHolding {
+                symbol: m.symbol.clone(),
+                weight_a: m.weight,
+                weight_b: wb[m.symbol.as_str()],
+            })
+            .collect();
+        let min = |h: &OverlapHolding| h.weight_a.unwrap_or(0.0).min(h.weight_b.unwrap_or(0.0));
+        holdings.sort_by(|x, y| {
+            min(y)
+                .total_cmp(&min(x))
+                .then_with(|| x.symbol.cmp(&y.symbol))
+        });
+        let weighted =
+            ma.iter().any(|m| m.weight.is_some()) && mb.iter().any(|m| m.weight.is_some());
+        let coverage = |own: &HashMap<&str, Option<f64>>, common: f64, count: usize| {
+            let total: f64 = own.values().flatten().sum();
+            if weighted && total > 0.0 {
+                common * 100.0 / total
+            } else if own.is_empty() {
+                0.0
+            } else {
+                count as f64 * 100.0 / own.len() as f64
+            }
+        };
+        let common_a: f64 = holdings.iter().filter_map(|h| h.weight_a).sum();
+        let common_b: f64 = holdings.iter().filter_map(|h| h.weight_b).sum();
+        let common = holdings.len();
+        Ok(Overlap {
+            overlap_weight: weighted.then(|| holdings.iter().map(min).sum()),
+            a_coverage: coverage(&wa, common_a, common),
+            b_coverage: coverage(&wb, common_b, common),
+            common,
+            holdings: holdings.into_iter().take(limit).collect(),
+            a: Group(ga),
+            b: Group(gb),
+        })
+    }
+
+    /// A group's exposure by sector or theme, heaviest first.
+    async fn exposure(
+        &self,
+        ctx: &Context<'_>,
+        group: String,
+        by: ExposureBy,
+    ) -> async_graphql::Result<Vec<Exposure>> {
+        let g = resolve_reference(ctx, &group)?;
+        let members = group_members(ctx, g.id).await?;
+        let want = match by {
+            ExposureBy::Sector => GroupType::Sector,
+            ExposureBy::Theme => GroupType::Theme,
+        };
+        let symbols: Vec<String> = members.iter().map(|m| m.symbol.clone()).collect();
+        let by_symbol = state(ctx)?
+            .stock_members(&symbols)
+            .await
+            .map_err(internal)?;
+        let mut rows: BTreeMap<String, (usize, Option<f64>)> = BTreeMap::new();
+        for m in members.iter() {
+            let keys: Vec<String> = by_symbol
+                .get(&m.symbol)
+                .map(|list| {
+                    list.iter()
+                        .filter(|x| x.group.group_type == want.as_str())
+                        .map(|x| x.group.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let keys = if keys.is_empty() && want == GroupType::Sector {
+                vec!["unknown".to_owned()]
+            } else {
+                keys
+            };
+            for key in keys {
+                let row = rows.entry(key).or_insert((0, None));
+                row.0 += 1;
+                if let Some(w) = m.weight {
+                    row.1 = Some(row.1.unwrap_or(0.0) + w);
+                }
+            }
+        }
+        let mut out: Vec<Exposure> = rows
+            .into_iter()
+            .map(|(key, (members, weight))| Exposure {
+                key,
+                members,
+                weight,
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.weight
+                .unwrap_or(0.0)
+                .total_cmp(&x.weight.unwrap_or(0.0))
+                .then(y.members.cmp(&x.members))
+        });
+        Ok(out)
+    }
+
+    /// The membership changes loads made to a group since a time (newest first).
+    async fn changes(
+        &self,
+        ctx: &Context<'_>,
+        group: String,
+        #[graphql(desc = "Only runs that finished at or after this time (RFC 3339).")]
+        since: Option<DateTime<Utc>>,
+        #[graphql(desc = "At most this many (default 100).")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Change>> {
+        let limit = page_size(ctx, first, 100)?;
+        let g = resolve_reference(ctx, &group)?;
+        let state = state(ctx)?;
+        let mut runs = load_run::Entity::find()
+            .filter(load_run::Column::Environment.eq(state.environment()))
+            .filter(load_run::Column::Outcome.ne("failed"));
+        if let Some(since) = since {
+            runs = runs.filter(load_run::Column::FinishedAt.gte(since));
+        }
+        let runs: HashMap<i32, Option<DateTime<Utc>>> = runs
+            .all(&state.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|r| (r.id, r.finished_at))
+            .collect();
+        let rows = membership_change::Entity::find()
+            .filter(membership_change::Column::GroupType.eq(g.group_type.clone()))
+            .filter(membership_change::Column::GroupName.eq(g.name.clone()))
+            .filter(membership_change::Column::RunId.is_in(runs.keys().copied()))
+            .order_by_desc(membership_change::Column::Id)
+            .limit(limit as u64)
+            .all(&state.db)
+            .await
+            .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|c| Change {
+                at: runs.get(&c.run_id).copied().flatten(),
+                run_id: c.run_id,
+                symbol: c.symbol,
+                change: c.change,
+                old_weight: c.old_weight,
+                new_weight: c.new_weight,
+            })
+            .collect())
+    }
+
+    /// The most recent load runs, newest first.
+    async fn load_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many (default 20).")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<LoadRun>> {
+        let limit = page_size(ctx, first, 20)?;
+        let state = state(ctx)?;
+        let rows = load_run::Entity::find()
+            .filter(load_run::Column::Environment.eq(state.environment()))
+            .order_by_desc(load_run::Column::Id)
+            .limit(limit as u64)
+            .all(&state.db)
+            .await
+            .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LoadRun {
+                id: r.id,
+                kind: r.kind,
+                mode: r.mode,
+                scope: r.scope,
+                source: r.source,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                outcome: r.outcome,
+                files_total: r.files_total,
+                files_loaded: r.files_loaded,
+                files_unchanged: r.files_unchanged,
+                files_rejected: r.files_rejected,
+                created: r.created,
+                updated: r.updated,
+                deleted: r.deleted,
+                skipped: r.skipped,
+                data_version: r.data_version,
+                error: r.error,
+            })
+            .collect())
+    }
+
+    /// Counts of the served data.
+    async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
+        let state = state(ctx)?;
+        let index = state.index();
+        let n = |t: GroupType| index.list(Some(t)).len();
+        Ok(Stats {
+            environment: state.environment().to_owned(),
+            data_version: state.version(),
+            etfs: n(GroupType::Etf),
+            sectors: n(GroupType::Sector),
+            themes: n(GroupType::Theme),
+            universes: n(GroupType::Universe),
+            stocks: state.stock_symbols().await.map_err(internal)?.len(),
+        })
+    }
+
+    /// The data-quality report (`holdgraph report`), with the top 10 holdings of every ETF when
+    /// `detail` is true.
+    async fn report(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] detail: bool,
+    ) -> async_graphql::Result<ReportResult> {
+        let state = state(ctx)?;
+        let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+        let (report, _) = loader::quality::report(&state.db, state.environment(), &sectors, detail)
+            .await
+            .map_err(internal)?;
+        Ok(ReportResult {
+            data: Json(serde_json::to_value(&report).map_err(internal)?),
+            text: report.render(loader::quality::Format::Console),
+            markdown: report.render(loader::quality::Format::Markdown),
+        })
+    }
+
+    /// The validation checks (`holdgraph validate`).
+    async fn validation(&self, ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
+        let state = state(ctx)?;
+        let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+        let v = loader::validate::validate(&state.db, state.environment(), &sectors)
+            .await
+            .map_err(internal)?;
+        Ok(validation_result(&v))
+    }
+
+    /// Cache hits, misses, hit rate, sizes and loads.
+    async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStats> {
+        let state = state(ctx)?;
+        Ok(CacheStats {
+            data_version: state.version(),
+            caches: state.caches.stats(),
+            db_queries: state.queries.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
+/// The GraphQL form of a validation.
+pub fn validation_result(v: &loader::validate::Validation) -> ValidationResult {
+    ValidationResult {
+        ok: !v.failed(),
+        checks: v
+            .checks
+            .iter()
+            .map(|c| ValidationCheck {
+                name: c.name.to_owned(),
+                description: c.description.to_owned(),
+                status: c.status.as_str().to_owned(),
+                count: c.count,
+                examined: c.examined,
+                items: c.items.clone(),
+            })
+            .collect(),
+        text: v.render(true),
+    }
+}

@@ -1,0 +1,200 @@
+//! The GraphQL schema: one module per type family, the root `Query` a merge of per-family
+//! objects, resolvers thin over the cached read paths of [`crate::state::AppState`].
+
+pub mod analytics;
+pub mod dataloader;
+pub mod error;
+pub mod group;
+pub mod membership;
+pub mod mutation;
+pub mod stock;
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use crate::cache::{GroupMembers, StockMembers};
+use crate::state::AppState;
+use dataloader::{GraphLoader, MembersByGroup, MembersBySymbol};
+use error::internal;
+
+/// The root query.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    stock::StockQuery,
+    group::GroupQuery,
+    analytics::AnalyticsQuery,
+);
+
+/// The served schema.
+pub type GraphSchema = Schema<Query, mutation::Mutation, EmptySubscription>;
+
+/// Who is asking: set per request from the `Authorization` header.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    /// The request carried the configured admin token.
+    pub admin: bool,
+}
+
+/// Builds the schema over the state, with its depth and complexity limits.
+pub fn schema(state: Arc<AppState>) -> GraphSchema {
+    let settings = &state.settings;
+    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
+        .data(state.clone())
+        .finish()
+}
+
+/// The schema as SDL, as `schema.graphql` holds it.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// Adds the per-request data (caller, dataloader) to a request.
+pub fn prepare(
+    request: async_graphql::Request,
+    state: &Arc<AppState>,
+    caller: Caller,
+) -> async_graphql::Request {
+    request
+        .data(caller)
+        .data(DataLoader::new(GraphLoader(state.clone()), tokio::spawn))
+}
+
+/// Executes a prepared request; errors that async-graphql raises itself (parse, validation,
+/// depth and complexity limits) get a code too, so every error carries `extensions.code`.
+pub async fn execute(
+    schema: &GraphSchema,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    let mut response = schema.execute(request).await;
+    for e in &mut response.errors {
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            let code = if e.message.contains("nested too deep") {
+                "QUERY_TOO_DEEP"
+            } else if e.message.contains("too complex") {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                "GRAPHQL_VALIDATION_FAILED"
+            };
+            e.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+        }
+    }
+    response
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<AppState>> {
+    ctx.data::<Arc<AppState>>()
+        .map_err(|_| internal("state missing"))
+}
+
+/// A stock's memberships: the cache, else this request's dataloader (one batch for all the
+/// stocks the query touches).
+pub(crate) async fn stock_members(
+    ctx: &Context<'_>,
+    symbol: &str,
+) -> async_graphql::Result<StockMembers> {
+    let state = state(ctx)?;
+    if let Some(hit) = state.caches.stocks.get(&symbol.to_owned()).await {
+        return Ok(hit);
+    }
+    let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
+        Some(loader) => loader
+            .load_one(MembersBySymbol(symbol.to_owned()))
+            .await
+            .map_err(internal)?,
+        None => state
+            .fetch_stocks(&[symbol.to_owned()])
+            .await
+            .map_err(internal)?
+            .remove(symbol),
+    };
+    Ok(loaded.unwrap_or_default())
+}
+
+/// A group's members, heaviest first: the cache, else the request's dataloader.
+pub(crate) async fn group_members(
+    ctx: &Context<'_>,
+    id: i32,
+) -> async_graphql::Result<GroupMembers> {
+    let state = state(ctx)?;
+    if let Some(hit) = state.caches.groups.get(&id).await {
+        return Ok(hit);
+    }
+    let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
+        Some(loader) => loader
+            .load_one(MembersByGroup(id))
+            .await
+            .map_err(internal)?,
+        None => state
+            .fetch_groups(&[id])
+            .await
+            .map_err(internal)?
+            .remove(&id),
+    };
+    Ok(loaded.unwrap_or_default())
+}
+
+/// Checks a page size against the configured maximum.
+pub(crate) fn page_size(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    default: usize,
+) -> async_graphql::Result<usize> {
+    let max = state(ctx)?.settings.max_page_size;
+    match first {
+        None => Ok(default.min(max)),
+        Some(n) if n < 0 => Err(error::bad_input("`first` must not be negative")),
+        Some(n) if n as usize > max => Err(error::bad_input(format!(
+            "`first` is at most {max} (page through with `after`)"
+        ))),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+/// Decodes an `after` cursor into the offset of the next item.
+pub(crate) fn after_offset(after: Option<&str>) -> async_graphql::Result<usize> {
+    match after {
+        None => Ok(0),
+        Some(c) => c
+            .strip_prefix('o')
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(|n| n + 1)
+            .ok_or_else(|| error::bad_input(format!("{c:?} is not a cursor from this API"))),
+    }
+}
+
+/// The cursor of the item at `offset`.
+pub(crate) fn cursor(offset: usize) -> String {
+    format!("o{offset}")
+}
+
+/// Paging information of a connection.
+#[derive(async_graphql::SimpleObject, Clone, Debug)]
+pub struct PageInfo {
+    /// Whether more items follow this page.
+    pub has_next_page: bool,
+    /// The cursor of the last item of this page (pass it as `after`); null for an empty page.
+    pub end_cursor: Option<String>,
+}
+
+/// The slice of `len` items a page covers, and its page info.
+pub(crate) fn page(len: usize, offset: usize, size: usize) -> (std::ops::Range<usize>, PageInfo) {
+    let start = offset.min(len);
+    let end = (start + size).min(len);
+    let info = PageInfo {
+        has_next_page: end < len,
+        end_cursor: (end > start).then(|| cursor(end - 1)),
+    };
+    (start..end, info)
+}

@@ -1,0 +1,412 @@
+//! The server's process-wide state: the connection, the configuration, the caches, the group
+//! index of the current data version, and the lock that keeps loads one at a time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use entity::{GroupType, definition_group};
+use loader::graph;
+use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::cache::{Caches, GroupMembers, Member, StockMembers};
+use crate::config::Config;
+
+/// Limits and switches of the server.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The bearer token mutations and `/admin/*` require; `None` refuses them all.
+    pub admin_token: Option<String>,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// The largest `first` a list accepts.
+    pub max_page_size: usize,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    /// How often the data version is read at most (zero: on every request).
+    pub version_check: Duration,
+    pub cache_capacity: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            max_depth: 12,
+            max_complexity: 20_000,
+            max_page_size: 1_000,
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            version_check: Duration::ZERO,
+            cache_capacity: 50_000,
+        }
+    }
+}
+
+/// Every group of the environment at one data version, by id and by (type, name).
+#[derive(Default)]
+pub struct GroupIndex {
+    pub version: i64,
+    pub by_id: HashMap<i32, Arc<definition_group::Model>>,
+    pub by_key: HashMap<(String, String), Arc<definition_group::Model>>,
+}
+
+impl GroupIndex {
+    /// A group by type and (any-case) name.
+    pub fn find(&self, group_type: GroupType, name: &str) -> Option<Arc<definition_group::Model>> {
+        self.by_key
+            .get(&(
+                group_type.as_str().to_owned(),
+                graph::normalise_group_name(group_type, name),
+            ))
+            .cloned()
+    }
+
+    /// Groups of one type (or all), ordered by type and name.
+    pub fn list(&self, group_type: Option<GroupType>) -> Vec<Arc<definition_group::Model>> {
+        let mut out: Vec<_> = self
+            .by_id
+            .values()
+            .filter(|g| group_type.is_none_or(|t| g.group_type == t.as_str()))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
+        out
+    }
+}
+
+/// Process-wide state shared by every request.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Config,
+    pub settings: ServerSettings,
+    pub caches: Caches,
+    /// Loads and other writes run one at a time.
+    pub load_lock: tokio::sync::Mutex<()>,
+    /// SQL statements the read paths issued (for tests and `cacheStats`).
+    pub queries: AtomicU64,
+    index: RwLock<Arc<GroupIndex>>,
+    symbols: RwLock<Option<Arc<Vec<String>>>>,
+    version: AtomicI64,
+    last_check: std::sync::Mutex<Option<Instant>>,
+}
+
+impl AppState {
+    /// State over a migrated database; reads the current version and group index.
+    pub async fn new(
+        db: DatabaseConnection,
+        config: Config,
+        settings: ServerSettings,
+    ) -> Result<Arc<Self>, DbErr> {
+        let state = Arc::new(Self {
+            caches: Caches::new(settings.cache_capacity),
+            db,
+            config,
+            settings,
+            load_lock: tokio::sync::Mutex::new(()),
+            queries: AtomicU64::new(0),
+            index: RwLock::new(Arc::new(GroupIndex {
+                version: -1,
+                ..GroupIndex::default()
+            })),
+            symbols: RwLock::new(None),
+            version: AtomicI64::new(-1),
+            last_check: std::sync::Mutex::new(None),
+        });
+        state.sync_version(true).await?;
+        Ok(state)
+    }
+
+    /// The environment served.
+    pub fn environment(&self) -> &str {
+        &self.config.environment
+    }
+
+    /// The data version being served.
+    pub fn version(&self) -> i64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The group index of the version being served.
+    pub fn index(&self) -> Arc<GroupIndex> {
+        self.index
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |i| i.clone())
+    }
+
+    fn count_query(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the data version (at most every `version_check`, or always when `force`); when it
+    /// moved (a load here or in another process), drops the caches and rebuilds the index.
+    pub async fn sync_version(&self, force: bool) -> Result<(), DbErr> {
+        if !force && !self.settings.version_check.is_zero() {
+            let mut last = self
+                .last_check
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < self.settings.version_check) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        self.count_query();
+        let current = loader::store::data_version(&self.db, self.environment()).await?;
+        if current == self.version() {
+            return Ok(());
+        }
+        self.count_query();
+        let groups = graph::groups(&self.db, self.environment(), None).await?;
+        let mut index = GroupIndex {
+            version: current,
+            ..GroupIndex::default()
+        };
+        for g in groups {
+            let g = Arc::new(g);
+            index
+                .by_key
+                .insert((g.group_type.clone(), g.name.clone()), g.clone());
+            index.by_id.insert(g.id, g);
+        }
+        self.caches.clear();
+        if let Ok(mut slot) = self.symbols.write() {
+            *slot = None;
+        }
+        if let Ok(mut slot) = self.index.write() {
+            *slot = Arc::new(index);
+        }
+        self.version.store(current, Ordering::Release);
+        tracing::info!(data.version = current, "serving a new data version");
+        Ok(())
+    }
+
+    /// Memberships of many stocks, from the cache or in one batched read.
+    pub async fn stock_members(
+        &self,
+        symbols: &[String],
+    ) -> Result<HashMap<String, StockMembers>, DbErr> {
+        let mut out = HashMap::with_capacity(symbols.len());
+        let mut missing = Vec::new();
+        for s in symbols {
+            match self.caches.stocks.get(s).await {
+                Some(v) => {
+                    out.insert(s.clone(), v);
+                }
+                None => missing.push(s.clone()),
+            }
+        }
+        out.extend(self.fetch_stocks(&missing).await?);
+        Ok(out)
+    }
+
+    /// Reads the memberships of these stocks in one batch and caches them.
+    pub async fn fetch_stocks(
+        &self,
+        missing: &[String],
+    ) -> Result<HashMap<String, StockMembers>, DbErr> {
+        let mut out = HashMap::with_capacity(missing.len());
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let index = self.index();
+        let mut loaded: HashMap<String, Vec<Member>> =
+            missing.iter().map(|s| (s.clone(), Vec::new())).collect();
+        for chunk in missing.chunks(loader::store::CHUNK) {
+            self.count_query();
+            for m in graph::memberships_with_symbols(&self.db, chunk).await? {
+                if let Some(group) = index.by_id.get(&m.group_id)
+                    && let Some(list) = loaded.get_mut(&m.symbol)
+                {
+                    list.push(Member {
+                        membership: Arc::new(m),
+                        group: group.clone(),
+                    });
+                }
+            }
+        }
+        let mut filled = Vec::with_capacity(loaded.len());
+        for (symbol, mut list) in loaded {
+            list.sort_by(|a, b| {
+                weight_desc(a.membership.weight, b.membership.weight)
+                    .then_with(|| a.group.name.cmp(&b.group.name))
+            });
+            let list = Arc::new(list);
+            out.insert(symbol.clone(), list.clone());
+            filled.push((symbol, list));
+        }
+        self.caches.stocks.fill(filled).await;
+        Ok(out)
+    }
+
+    /// Members of many groups, from the cache or in one batched read.
+    pub async fn group_members(&self, ids: &[i32]) -> Result<HashMap<i32, GroupMembers>, DbErr> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.caches.groups.get(id).await {
+                Some(v) => {
+                    out.insert(*id, v);
+                }
+                None => missing.push(*id),
+            }
+        }
+        out.extend(self.fetch_groups(&missing).await?);
+        Ok(out)
+    }
+
+    /// Reads the members of these groups in one batch and caches them.
+    pub async fn fetch_groups(&self, missing: &[i32]) -> Result<HashMap<i32, GroupMembers>, DbErr> {
+        let mut out = HashMap::with_capacity(missing.len());
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        self.count_query();
+        let mut loaded = graph::members_of_groups(&self.db, missing).await?;
+        let mut filled = Vec::with_capacity(missing.len());
+        for &id in missing {
+            let list: GroupMembers = Arc::new(
+                loaded
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+            );
+            out.insert(id, list.clone());
+            filled.push((id, list));
+        }
+        self.caches.groups.fill(filled).await;
+        Ok(out)
+    }
+
+    /// Reads every membership once and fills both caches (`warmCache`).
+    pub async fn warm(&self) -> Result<(usize, usize), DbErr> {
+        let index = self.index();
+        let ids: Vec<i32> = index.by_id.keys().copied().collect();
+        self.caches.clear();
+        let groups = self.group_members(&ids).await?;
+        let mut by_symbol: HashMap<String, Vec<Member>> = HashMap::new();
+        for (id, list) in &groups {
+            let Some(group) = index.by_id.get(id) else {
+                continue;
+            };
+            for m in list.iter() {
+                by_symbol.entry(m.symbol.clone()).or_default().push(Member {
+                    membership: m.clone(),
+                    group: group.clone(),
+                });
+            }
+        }
+        let stocks = by_symbol.len();
+        let filled = by_symbol.into_iter().map(|(s, mut list)| {
+            list.sort_by(|a, b| {
+                weight_desc(a.membership.weight, b.membership.weight)
+                    .then_with(|| a.group.name.cmp(&b.group.name))
+            });
+            (s, Arc::new(list))
+        });
+        self.caches.stocks.fill(filled).await;
+        Ok((groups.len(), stocks))
+    }
+
+    /// Every stock symbol (in an ETF, universe or theme), sorted; read once per version.
+    pub async fn stock_symbols(&self) -> Result<Arc<Vec<String>>, DbErr> {
+        if let Some(list) = self.symbols.read().ok().and_then(|s| s.clone()) {
+            return Ok(list);
+        }
+        self.count_query();
+        let symbols = Arc::new(
+            graph::symbols_in(
+                &self.db,
+                self.environment(),
+                &[GroupType::Etf, GroupType::Universe, GroupType::Theme],
+            )
+            .await?,
+        );
+        if let Ok(mut slot) = self.symbols.write() {
+            *slot = Some(symbols.clone());
+        }
+        Ok(symbols)
+    }
+}
+
+/// Heaviest first; no weight last.
+pub fn weight_desc(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    b.unwrap_or(f64::NEG_INFINITY)
+        .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// What a cache refresh did.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RefreshOutcome {
+    pub invalidated: u64,
+    pub warmed: bool,
+}
+
+/// Why a cache refresh could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl AppState {
+    /// Drops the cached members of every group of a type (`etf`, `sector`, `theme`,
+    /// `universe`) or of one group (`key`), or everything (`all`); reads them again if `warm`.
+    pub async fn refresh(
+        &self,
+        cache_type: &str,
+        key: Option<&str>,
+        warm: bool,
+    ) -> Result<RefreshOutcome, RefreshError> {
+        let index = self.index();
+        let kind = match cache_type.trim().to_ascii_lowercase().as_str() {
+            "all" => None,
+            other => Some(other.parse::<GroupType>().map_err(|_| {
+                RefreshError::BadInput(format!(
+                    "cache_type {cache_type:?} is not one of etf, sector, theme, universe, all"
+                ))
+            })?),
+        };
+        let ids: Vec<i32> = match (kind, key) {
+            (None, _) => {
+                let n =
+                    self.caches.stocks.cache.entry_count() + self.caches.groups.cache.entry_count();
+                self.caches.clear();
+                if let Ok(mut slot) = self.symbols.write() {
+                    *slot = None;
+                }
+                let warmed = warm && self.warm().await.is_ok();
+                return Ok(RefreshOutcome {
+                    invalidated: n,
+                    warmed,
+                });
+            }
+            (Some(t), Some(name)) => vec![
+                index
+                    .find(t, name)
+                    .ok_or_else(|| RefreshError::BadInput(format!("no {t} named {name:?}")))?
+                    .id,
+            ],
+            (Some(t), None) => index.list(Some(t)).iter().map(|g| g.id).collect(),
+        };
+        let mut invalidated = 0;
+        for id in &ids {
+            if self.caches.groups.cache.contains_key(id) {
+                invalidated += 1;
+            }
+            self.caches.groups.cache.invalidate(id).await;
+        }
+        if warm {
+            self.fetch_groups(&ids).await?;
+        }
+        Ok(RefreshOutcome {
+            invalidated,
+            warmed: warm,
+        })
+    }
+}

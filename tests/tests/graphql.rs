@@ -1,0 +1,520 @@
+//! The GraphQL API and the HTTP routes, driven through the router without a socket.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use holdgraph::state::{AppState, ServerSettings};
+use http_body_util::BodyExt;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use tests::{TestApp, dataset_holdings, project_dir};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-admin-token";
+
+/// The state and router over a test database, as `serve` builds them.
+async fn server(app: &TestApp, holdings: &str, token: Option<&str>) -> (Arc<AppState>, Router) {
+    use clap::Parser;
+    let cli = holdgraph::Cli::try_parse_from([
+        "holdgraph",
+        "--database-url",
+        &app.url,
+        "--holdings-dir",
+        holdings,
+        "--definitions-dir",
+        &app.definitions_dir().display().to_string(),
+        "setup",
+    ])
+    .expect("args");
+    let settings = ServerSettings {
+        admin_token: token.map(str::to_owned),
+        ..ServerSettings::default()
+    };
+    let state = AppState::new(app.db.clone(), cli.config, settings)
+        .await
+        .expect("state");
+    (state.clone(), holdgraph::http::router(state))
+}
+
+async fn setup(app: &TestApp, holdings: &str) {
+    let out = app.run(&["--holdings-dir", holdings, "setup"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+async fn gql(router: &Router, query: &str, token: Option<&str>) -> Value {
+    let mut request = Request::post("/graphql").header("content-type", "application/json");
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let body = Body::from(json!({ "query": query }).to_string());
+    let (status, value) = call(router, request.body(body).expect("request")).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    value
+}
+
+fn code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {response}"))
+}
+
+async fn sql_rows(app: &TestApp, sql: &str) -> Vec<sea_orm::QueryResult> {
+    app.db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .expect("query")
+}
+
+#[tokio::test]
+async fn traversal_results_equal_independent_sql() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, None).await;
+
+    // AAPL's ETFs and weights, heaviest first.
+    let r = gql(
+        &router,
+        r#"{ stock(symbol: "aapl") { symbol sector etfs { weight group { name } } } }"#,
+        None,
+    )
+    .await;
+    let got: Vec<(String, f64)> = r["data"]["stock"]["etfs"]
+        .as_array()
+        .expect("etfs")
+        .iter()
+        .map(|e| {
+            (
+                e["group"]["name"].as_str().expect("name").to_owned(),
+                e["weight"].as_f64().expect("w"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, f64)> = sql_rows(
+        &app,
+        "SELECT g.name, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+         WHERE m.symbol = 'AAPL' AND g.type = 'ETF' ORDER BY m.weight DESC, g.name",
+    )
+    .await
+    .iter()
+    .map(|row| (row.try_get_by_index(0).expect("name"), row.try_get_by_index(1).expect("weight")))
+    .collect();
+    assert_eq!(got, expected);
+    assert_eq!(r["data"]["stock"]["sector"], "information_technology");
+
+    // SPY's top 25 by weight.
+    let r = gql(
+        &router,
+        r#"{ etf(name: "SPY") { members(first: 25) { edges { node { symbol weight } } } } }"#,
+        None,
+    )
+    .await;
+    let got: Vec<(String, f64)> = r["data"]["etf"]["members"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["symbol"].as_str().expect("s").to_owned(),
+                e["node"]["weight"].as_f64().expect("w"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, f64)> = sql_rows(
+        &app,
+        "SELECT m.symbol, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+         WHERE g.name = 'SPY' AND g.type = 'ETF' ORDER BY m.weight DESC, m.symbol LIMIT 25",
+    )
+    .await
+    .iter()
+    .map(|row| (row.try_get_by_index(0).expect("s"), row.try_get_by_index(1).expect("w")))
+    .collect();
+    assert_eq!(got, expected);
+
+    // Every VTI member, paged through to the end: no duplicate, no gap.
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let query = format!(
+            r#"{{ etf(name: "VTI") {{ members(first: 1000, after: {after}, orderBy: SYMBOL) {{
+                totalCount pageInfo {{ hasNextPage endCursor }} edges {{ node {{ symbol }} }} }} }} }}"#
+        );
+        let r = gql(&router, &query, None).await;
+        let members = &r["data"]["etf"]["members"];
+        assert_eq!(members["totalCount"], 3482, "{r}");
+        seen.extend(
+            members["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|e| e["node"]["symbol"].as_str().expect("symbol").to_owned()),
+        );
+        if members["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = members["pageInfo"]["endCursor"].clone();
+    }
+    let distinct: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 3482);
+    assert_eq!(distinct.len(), seen.len(), "no duplicate");
+    let expected: BTreeSet<String> = sql_rows(
+        &app,
+        "SELECT m.symbol FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+         WHERE g.name = 'VTI' AND g.type = 'ETF'",
+    )
+    .await
+    .iter()
+    .map(|row| row.try_get_by_index(0).expect("symbol"))
+    .collect();
+    assert_eq!(
+        distinct.into_iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "no gap"
+    );
+
+    // Back from a membership to its stock and on to that stock's groups.
+    let r = gql(
+        &router,
+        r#"{ etf(name: "XLE") { members(first: 1) { edges { node { stock { symbol sector universes { name } } } } } } }"#,
+        None,
+    )
+    .await;
+    let stock = &r["data"]["etf"]["members"]["edges"][0]["node"]["stock"];
+    assert_eq!(stock["sector"], "energy", "{r}");
+    assert!(stock["universes"].as_array().is_some_and(|u| !u.is_empty()));
+}
+
+#[tokio::test]
+async fn a_query_for_100_stocks_with_etfs_and_sectors_runs_a_bounded_number_of_statements() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (state, router) = server(&app, &holdings, None).await;
+    let before = state.queries.load(Ordering::Relaxed);
+    let r = gql(
+        &router,
+        r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#,
+        None,
+    )
+    .await;
+    let used = state.queries.load(Ordering::Relaxed) - before;
+    let edges = r["data"]["stocks"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 100);
+    assert!(
+        edges
+            .iter()
+            .any(|e| !e["node"]["etfs"].as_array().expect("etfs").is_empty())
+    );
+    // The version check, the symbol list and one batched read of the 100 stocks.
+    assert!(used <= 4, "{used} SQL statements for 100 stocks");
+    // Asked again, the same query is served from the caches.
+    let before = state.queries.load(Ordering::Relaxed);
+    let again = gql(
+        &router,
+        r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#,
+        None,
+    )
+    .await;
+    assert_eq!(again, r);
+    assert!(
+        state.queries.load(Ordering::Relaxed) - before <= 1,
+        "only the version check"
+    );
+}
+
+#[tokio::test]
+async fn mutations_need_the_admin_token() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let mutation = "mutation { loadUniverses(mode: INCREMENTAL) { ok exitCode text } }";
+
+    let (_, closed) = server(&app, &holdings, None).await;
+    let r = gql(&closed, mutation, Some(TOKEN)).await;
+    assert_eq!(code(&r), "FORBIDDEN");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("--admin-token")
+    );
+
+    let (_, router) = server(&app, &holdings, Some(TOKEN)).await;
+    assert_eq!(code(&gql(&router, mutation, None).await), "UNAUTHENTICATED");
+    assert_eq!(
+        code(&gql(&router, mutation, Some("wrong")).await),
+        "UNAUTHENTICATED"
+    );
+    let r = gql(&router, mutation, Some(TOKEN)).await;
+    assert_eq!(r["data"]["loadUniverses"]["ok"], true, "{r}");
+    assert!(
+        r["data"]["loadUniverses"]["text"]
+            .as_str()
+            .expect("text")
+            .contains("Unchanged universe: sp500"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, Some(TOKEN)).await;
+    let before = gql(&router, r#"{ stock(symbol: "AAPL") { sector } }"#, None).await;
+    assert_eq!(before["data"]["stock"]["sector"], "information_technology");
+    let r = gql(
+        &router,
+        r#"mutation { setStockSector(symbol: "aapl", sector: "Health Care", industry: "Devices") { ok text } }"#,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r["data"]["setStockSector"]["ok"], true, "{r}");
+    let after = gql(
+        &router,
+        r#"{ stock(symbol: "AAPL") { sector sectorSource industry } }"#,
+        None,
+    )
+    .await;
+    assert_eq!(after["data"]["stock"]["sector"], "health_care", "{after}");
+    assert_eq!(after["data"]["stock"]["sectorSource"], "manual");
+    assert_eq!(after["data"]["stock"]["industry"], "Devices");
+    let bad = gql(
+        &router,
+        r#"mutation { setStockSector(symbol: "AAPL") { ok } }"#,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code(&bad), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_cli_load_in_another_process_is_visible_to_the_next_query() {
+    let app = TestApp::new().await;
+    let dir = app.copy_holdings();
+    let h = dir.display().to_string();
+    setup(&app, &h).await;
+    let (_, router) = server(&app, &h, None).await;
+    let query =
+        r#"{ etf(name: "XLE") { memberCount members(first: 1) { edges { node { symbol } } } } }"#;
+    let before = gql(&router, query, None).await;
+    assert_eq!(before["data"]["etf"]["memberCount"], 22);
+    let first = before["data"]["etf"]["members"]["edges"][0]["node"]["symbol"]
+        .as_str()
+        .expect("symbol")
+        .to_owned();
+    let path = dir.join("xle_holdings.csv");
+    let text = std::fs::read_to_string(&path).expect("xle");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{first},")))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    // `app.run` opens its own connection, as another process would.
+    let out = app
+        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = gql(&router, query, None).await;
+    assert_eq!(after["data"]["etf"]["memberCount"], 21, "{after}");
+    assert_ne!(
+        after["data"]["etf"]["members"]["edges"][0]["node"]["symbol"],
+        first.as_str()
+    );
+}
+
+#[tokio::test]
+async fn over_deep_over_complex_and_oversized_queries_are_refused_with_a_code() {
+    let app = TestApp::new().await;
+    let holdings = project_dir().join("holdings").display().to_string();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, None).await;
+    let deep = r#"{ stock(symbol: "AAPL") { etfs { stock { etfs { stock { etfs { stock { etfs {
+        stock { etfs { stock { etfs { stock { symbol } } } } } } } } } } } } } }"#;
+    assert_eq!(code(&gql(&router, deep, None).await), "QUERY_TOO_DEEP");
+    let complex = r#"{ stocks(first: 1000) { edges { node { groups { group { members(first: 1000) {
+        edges { node { symbol } } } } } } } } }"#;
+    assert_eq!(
+        code(&gql(&router, complex, None).await),
+        "QUERY_TOO_COMPLEX"
+    );
+    let big_page = r#"{ etf(name: "DIA") { members(first: 5000) { totalCount } } }"#;
+    assert_eq!(code(&gql(&router, big_page, None).await), "BAD_USER_INPUT");
+    let bad_cursor = r#"{ stocks(after: "nope") { edges { node { symbol } } } }"#;
+    assert_eq!(
+        code(&gql(&router, bad_cursor, None).await),
+        "BAD_USER_INPUT"
+    );
+    let unknown_group = r#"{ symbols(groups: ["NOPE"]) }"#;
+    assert_eq!(code(&gql(&router, unknown_group, None).await), "NOT_FOUND");
+    let r = gql(&router, r#"{ stock(symbol: "ZZZZZ") { symbol } }"#, None).await;
+    assert_eq!(r["data"]["stock"], Value::Null);
+    // A body over the cap never reaches GraphQL.
+    let huge =
+        json!({ "query": "x".repeat(ServerSettings::default().body_limit_bytes + 1) }).to_string();
+    let request = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("content-length", huge.len())
+        .body(Body::from(huge))
+        .expect("request");
+    let (status, _) = call(&router, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_refresh_warm_and_test_the_caches() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, Some(TOKEN)).await;
+    let get = |path: &str, token: bool| {
+        let mut r = Request::get(path);
+        if token {
+            r = r.header("authorization", format!("Bearer {TOKEN}"));
+        }
+        r.body(Body::empty()).expect("request")
+    };
+    let (status, health) = call(&router, get("/health", false)).await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, ready) = call(&router, get("/ready", false)).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let (status, _) = call(&router, get("/admin/cache/stats", false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, test) = call(&router, get("/admin/cache/test", true)).await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["spy_holdings"], 503);
+    assert_eq!(test["aapl_sector"], "information_technology");
+    assert_eq!(test["cached_matches_cold"], true);
+
+    let post = |path: &str, body: Value| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let (status, refreshed) = call(
+        &router,
+        post(
+            "/admin/cache/refresh",
+            json!({"cache_type": "etf", "key": "SPY", "warm": true}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_eq!(refreshed["invalidated"], 1);
+    assert_eq!(refreshed["warmed"], true);
+    let (status, bad) = call(
+        &router,
+        post("/admin/cache/refresh", json!({"cache_type": "bogus"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (status, warmed) = call(&router, post("/admin/cache/warm", json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{warmed}");
+    assert_eq!(warmed["groups"], 73);
+    let (_, stats) = call(&router, get("/admin/cache/stats", true)).await;
+    let caches = stats["caches"].as_array().expect("caches");
+    let stock = caches
+        .iter()
+        .find(|c| c["name"] == "stock")
+        .expect("stock cache");
+    assert!(stock["size"].as_u64().expect("size") >= 3810, "{stats}");
+    let r = gql(
+        &router,
+        "{ cacheStats { caches { name hits misses hitRate size loads } } }",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r["data"]["cacheStats"]["caches"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn analytics_agree_with_the_tables() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, None).await;
+    let r = gql(
+        &router,
+        r#"{ overlap(a: "SPY", b: "QQQ") { common overlapWeight } holders(symbol: "NVDA", first: 3) { weight group { name } }
+            exposure(group: "XLK", by: SECTOR) { key members weight } symbols(groups: ["dow30", "XLE"])
+            stats { etfs sectors themes universes stocks } loadRuns(first: 2) { kind outcome }
+            changes(group: "SPY") { symbol change } }"#,
+        None,
+    )
+    .await;
+    let d = &r["data"];
+    let common = app
+        .count(
+            "SELECT COUNT(*) FROM group_memberships a JOIN group_memberships b ON a.symbol = b.symbol \
+             WHERE a.group_id = (SELECT id FROM definition_groups WHERE name = 'SPY' AND type = 'ETF') \
+             AND b.group_id = (SELECT id FROM definition_groups WHERE name = 'QQQ' AND type = 'ETF')",
+        )
+        .await;
+    assert_eq!(d["overlap"]["common"].as_i64(), Some(common), "{r}");
+    assert_eq!(d["holders"][0]["group"]["name"], "VGT", "{r}");
+    assert_eq!(d["exposure"][0]["key"], "information_technology");
+    let union = app
+        .count(
+            "SELECT COUNT(DISTINCT m.symbol) FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+             WHERE (g.name = 'dow30' AND g.type = 'UNIVERSE') OR (g.name = 'XLE' AND g.type = 'ETF')",
+        )
+        .await;
+    assert_eq!(d["symbols"].as_array().map(|s| s.len() as i64), Some(union));
+    assert_eq!(d["stats"]["etfs"], 37);
+    assert_eq!(d["stats"]["stocks"], 3810);
+    assert_eq!(d["loadRuns"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        d["changes"].as_array().map(|c| c.len() as i64),
+        Some(
+            100.min(
+                app.count("SELECT COUNT(*) FROM membership_changes WHERE group_name = 'SPY'")
+                    .await
+            )
+        )
+    );
+}
+
+#[test]
+fn schema_graphql_is_the_served_schema() {
+    let path = project_dir().join("schema.graphql");
+    let served = holdgraph::graphql::sdl();
+    if std::env::var("UPDATE_SCHEMA").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &served).expect("write schema.graphql");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == served,
+        "schema.graphql differs from the served schema; run UPDATE_SCHEMA=1 cargo test -p tests schema_graphql"
+    );
+}

@@ -35,8 +35,12 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn new(capacity: u64) -> Self {
+        Self::with_cache(Cache::new(capacity))
+    }
+
+    fn with_cache(cache: Cache<K, V>) -> Self {
         Self {
-            cache: Cache::new(capacity),
+            cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             loads: AtomicU64::new(0),
@@ -86,7 +90,8 @@ where
 /// Statistics of one cache.
 #[derive(Clone, Debug, Serialize, async_graphql::SimpleObject)]
 pub struct CacheStat {
-    /// `stock` (memberships by symbol) or `group` (members by group).
+    /// `stock` (memberships by symbol), `group` (members by group) or `response` (whole
+    /// query responses; its size counts entries).
     pub name: &'static str,
     /// Look-ups answered from the cache.
     pub hits: u64,
@@ -106,7 +111,13 @@ pub struct Caches {
     pub stocks: Counted<String, StockMembers>,
     /// Members by group id.
     pub groups: Counted<i32, GroupMembers>,
+    /// Whole GraphQL responses by request (query, operation, variables), for queries whose
+    /// every field may be cached; weighed by their size in bytes.
+    pub responses: Counted<String, axum::body::Bytes>,
 }
+
+/// Bytes the response cache may hold.
+const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Caches {
     /// Caches holding up to `capacity` stocks and as many groups.
@@ -114,6 +125,14 @@ impl Caches {
         Self {
             stocks: Counted::new(capacity),
             groups: Counted::new(capacity),
+            responses: Counted::with_cache(
+                Cache::builder()
+                    .weigher(|k: &String, v: &axum::body::Bytes| {
+                        u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                    })
+                    .max_capacity(RESPONSE_CACHE_BYTES)
+                    .build(),
+            ),
         }
     }
 
@@ -121,10 +140,15 @@ impl Caches {
     pub fn clear(&self) {
         self.stocks.cache.invalidate_all();
         self.groups.cache.invalidate_all();
+        self.responses.cache.invalidate_all();
     }
 
     /// Statistics of every cache.
     pub fn stats(&self) -> Vec<CacheStat> {
-        vec![self.stocks.stats("stock"), self.groups.stats("group")]
+        vec![
+            self.stocks.stats("stock"),
+            self.groups.stats("group"),
+            self.responses.stats("response"),
+        ]
     }
 }

@@ -65,7 +65,7 @@ pub fn loopback_without_tls(url: &str) -> String {
 }
 
 /// The file path of an on-disk SQLite URL.
-fn sqlite_file(url: &str) -> Option<&str> {
+pub fn sqlite_file(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

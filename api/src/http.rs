@@ -126,11 +126,50 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
     if let Err(e) = app.state.sync_version(false).await {
         tracing::error!(error = %e, "cannot read the data version");
     }
+    let request = request.into_inner();
+    let key = response_key(&request);
+    if let Some(key) = &key
+        && let Some(body) = app.state.caches.responses.get(key).await
+    {
+        return json_body(body);
+    }
     let caller = Caller {
         admin: is_admin(&app.state, &headers),
     };
-    let request = prepare(request.into_inner(), &app.state, caller);
-    GraphQLResponse::from(crate::graphql::execute(&app.schema, request).await).into_response()
+    let response = crate::graphql::execute(&app.schema, prepare(request, &app.state, caller)).await;
+    let cacheable = response.errors.is_empty() && response.cache_control.max_age != -1;
+    match (key, cacheable) {
+        (Some(key), true) => match serde_json::to_vec(&response) {
+            Ok(bytes) => {
+                let body = axum::body::Bytes::from(bytes);
+                app.state.caches.responses.fill([(key, body.clone())]).await;
+                json_body(body)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialise a response");
+                GraphQLResponse::from(response).into_response()
+            }
+        },
+        _ => GraphQLResponse::from(response).into_response(),
+    }
+}
+
+/// The response-cache key of a query; `None` for anything that may write (a mutation) or
+/// carries uploads.
+fn response_key(request: &async_graphql::Request) -> Option<String> {
+    if request.query.contains("mutation") || !request.uploads.is_empty() {
+        return None;
+    }
+    let variables = serde_json::to_string(&request.variables).ok()?;
+    Some(format!(
+        "{}\u{0}{}\u{0}{variables}",
+        request.query,
+        request.operation_name.as_deref().unwrap_or("")
+    ))
+}
+
+fn json_body(body: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn graphiql() -> Html<String> {

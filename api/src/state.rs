@@ -34,8 +34,8 @@ impl Default for ServerSettings {
         Self {
             admin_token: None,
             max_depth: 12,
-            max_complexity: 20_000,
-            max_page_size: 1_000,
+            max_complexity: 50_000,
+            max_page_size: 5_000,
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             version_check: Duration::ZERO,
@@ -90,7 +90,14 @@ pub struct AppState {
     symbols: RwLock<Option<Arc<Vec<String>>>>,
     version: AtomicI64,
     last_check: std::sync::Mutex<Option<Instant>>,
+    /// When the latest version read began.
+    version_read: tokio::sync::Mutex<Option<Instant>>,
+    /// The SQLite database file and its WAL, when the database is an SQLite file.
+    sqlite_files: Option<[std::path::PathBuf; 2]>,
+    file_stamp: std::sync::Mutex<Option<FileStamp>>,
 }
+
+type FileStamp = (Vec<Option<(u64, std::time::SystemTime)>>, Instant);
 
 impl AppState {
     /// State over a migrated database; reads the current version and group index.
@@ -99,6 +106,7 @@ impl AppState {
         config: Config,
         settings: ServerSettings,
     ) -> Result<Arc<Self>, DbErr> {
+        let config_url = config.database_url.clone();
         let state = Arc::new(Self {
             caches: Caches::new(settings.cache_capacity),
             db,
@@ -113,6 +121,14 @@ impl AppState {
             symbols: RwLock::new(None),
             version: AtomicI64::new(-1),
             last_check: std::sync::Mutex::new(None),
+            version_read: tokio::sync::Mutex::new(None),
+            sqlite_files: crate::db::sqlite_file(&config_url).map(|path| {
+                let path = std::path::PathBuf::from(path);
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                [path, wal.into()]
+            }),
+            file_stamp: std::sync::Mutex::new(None),
         });
         state.sync_version(true).await?;
         Ok(state)
@@ -142,6 +158,9 @@ impl AppState {
     /// Reads the data version (at most every `version_check`, or always when `force`); when it
     /// moved (a load here or in another process), drops the caches and rebuilds the index.
     pub async fn sync_version(&self, force: bool) -> Result<(), DbErr> {
+        if !force && self.files_unchanged() {
+            return Ok(());
+        }
         if !force && !self.settings.version_check.is_zero() {
             let mut last = self
                 .last_check
@@ -152,6 +171,15 @@ impl AppState {
             }
             *last = Some(Instant::now());
         }
+        // Requests that arrive while a version read is running wait for the next read, which
+        // one of them makes for all: every answer still rests on a read begun after its
+        // request arrived, but concurrent requests share it.
+        let arrived = Instant::now();
+        let mut last_read = self.version_read.lock().await;
+        if !force && last_read.is_some_and(|started| started >= arrived) {
+            return Ok(());
+        }
+        *last_read = Some(Instant::now());
         self.count_query();
         let current = loader::store::data_version(&self.db, self.environment()).await?;
         if current == self.version() {
@@ -180,6 +208,36 @@ impl AppState {
         self.version.store(current, Ordering::Release);
         tracing::info!(data.version = current, "serving a new data version");
         Ok(())
+    }
+
+    /// For SQLite: whether the database file and its WAL look as they did at the last version
+    /// read. Every commit, from any process, changes the WAL's size or time, while reads change
+    /// neither, so an unchanged stamp means an unchanged version; a `stat` costs a microsecond
+    /// where a query through sqlx's SQLite worker costs tens. At least once a second the
+    /// version is read anyway.
+    fn files_unchanged(&self) -> bool {
+        let Some(files) = &self.sqlite_files else {
+            return false;
+        };
+        let stamp: Vec<Option<(u64, std::time::SystemTime)>> = files
+            .iter()
+            .map(|f| {
+                let m = std::fs::metadata(f).ok()?;
+                Some((m.len(), m.modified().ok()?))
+            })
+            .collect();
+        let mut last = self
+            .file_stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, at)) = last.as_ref()
+            && *seen == stamp
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return true;
+        }
+        *last = Some((stamp, Instant::now()));
+        false
     }
 
     /// Memberships of many stocks, from the cache or in one batched read.
@@ -394,6 +452,8 @@ impl AppState {
             ],
             (Some(t), None) => index.list(Some(t)).iter().map(|g| g.id).collect(),
         };
+        // Responses may include these groups: they are built again on demand.
+        self.caches.responses.cache.invalidate_all();
         let mut invalidated = 0;
         for id in &ids {
             if self.caches.groups.cache.contains_key(id) {

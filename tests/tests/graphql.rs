@@ -225,8 +225,9 @@ async fn a_query_for_100_stocks_with_etfs_and_sectors_runs_a_bounded_number_of_s
             .iter()
             .any(|e| !e["node"]["etfs"].as_array().expect("etfs").is_empty())
     );
-    // The version check, the symbol list and one batched read of the 100 stocks.
-    assert!(used <= 4, "{used} SQL statements for 100 stocks");
+    // The version check, the symbol list and batched reads of the 100 stocks (one per
+    // dataloader window, and a window holds up to 1,000 keys): a handful, not one per stock.
+    assert!(used <= 10, "{used} SQL statements for 100 stocks");
     // Asked again, the same query is served from the caches.
     let before = state.queries.load(Ordering::Relaxed);
     let again = gql(
@@ -359,7 +360,7 @@ async fn over_deep_over_complex_and_oversized_queries_are_refused_with_a_code() 
         code(&gql(&router, complex, None).await),
         "QUERY_TOO_COMPLEX"
     );
-    let big_page = r#"{ etf(name: "DIA") { members(first: 5000) { totalCount } } }"#;
+    let big_page = r#"{ etf(name: "DIA") { members(first: 6000) { totalCount } } }"#;
     assert_eq!(code(&gql(&router, big_page, None).await), "BAD_USER_INPUT");
     let bad_cursor = r#"{ stocks(after: "nope") { edges { node { symbol } } } }"#;
     assert_eq!(
@@ -452,10 +453,13 @@ async fn admin_endpoints_report_refresh_warm_and_test_the_caches() {
         None,
     )
     .await;
-    assert_eq!(
-        r["data"]["cacheStats"]["caches"].as_array().map(Vec::len),
-        Some(2)
-    );
+    let names: Vec<&str> = r["data"]["cacheStats"]["caches"]
+        .as_array()
+        .expect("caches")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["stock", "group", "response"]);
 }
 
 #[tokio::test]

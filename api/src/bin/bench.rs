@@ -44,6 +44,18 @@ enum Bench {
     Load,
     /// `holdgraph setup` from an empty database, then again on the loaded one.
     Setup,
+    /// The server under a dashboard mix over HTTP, and a warm query in process.
+    Serve {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds of load per database.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The server's `--version-check-ms`.
+        #[arg(long, default_value_t = 0)]
+        version_check_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -52,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
     match args.bench {
         Bench::Load => load(&args).await,
         Bench::Setup => setup(&args).await,
+        Bench::Serve {
+            concurrency,
+            seconds,
+            version_check_ms,
+        } => serve(&args, concurrency, seconds, version_check_ms).await,
     }
 }
 
@@ -263,6 +280,245 @@ async fn setup(args: &Args) -> anyhow::Result<()> {
     }
     println!("{table}");
     Ok(())
+}
+
+/// The dashboard mix: (label, query). Each client walks it round robin.
+fn mix() -> Vec<(&'static str, String)> {
+    let stocks = ["AAPL", "NVDA", "MSFT", "AMZN", "JPM", "XOM", "LLY", "BRK.B"];
+    let etfs = ["SPY", "QQQ", "IVV", "XLK", "VTI", "IWM", "XLF", "VUG"];
+    let sectors = [
+        "information_technology",
+        "energy",
+        "health_care",
+        "utilities",
+    ];
+    let unions = [
+        ("SPY", "nasdaq100"),
+        ("QQQ", "dow30"),
+        ("XLK", "XLC"),
+        ("sp500", "IWM"),
+    ];
+    let mut out = Vec::new();
+    for i in 0..8 {
+        out.push((
+            "stock with its ETFs",
+            format!(
+                r#"{{ stock(symbol: "{}") {{ symbol name sector etfs {{ weight group {{ name }} }} }} }}"#,
+                stocks[i]
+            ),
+        ));
+        out.push((
+            "ETF top 25 holdings",
+            format!(
+                r#"{{ etf(name: "{}") {{ description members(first: 25) {{ edges {{ node {{ symbol weight name }} }} }} }} }}"#,
+                etfs[i]
+            ),
+        ));
+        out.push((
+            "sector members",
+            format!(
+                r#"{{ sector(name: "{}") {{ memberCount members(first: 100, orderBy: SYMBOL) {{ edges {{ node {{ symbol name }} }} }} }} }}"#,
+                sectors[i % sectors.len()]
+            ),
+        ));
+        let (a, b) = unions[i % unions.len()];
+        out.push((
+            "union of two groups",
+            format!(r#"{{ symbols(groups: ["{a}", "{b}"]) }}"#),
+        ));
+        if i % 4 == 0 {
+            out.push((
+                "all of VTI",
+                r#"{ etf(name: "VTI") { members(first: 5000) { totalCount edges { node { symbol weight } } } } }"#
+                    .to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+async fn serve(
+    args: &Args,
+    concurrency: usize,
+    seconds: u64,
+    version_check_ms: u64,
+) -> anyhow::Result<()> {
+    use holdgraph::graphql::{Caller, execute, prepare, schema};
+    use holdgraph::state::{AppState, ServerSettings};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let holdings = args.dataset.join("holdings");
+    anyhow::ensure!(
+        holdings.is_dir(),
+        "dataset not found at {}",
+        holdings.display()
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "database", "query", "requests", "req/s", "p50 µs", "p99 µs", "errors",
+    ]);
+    let mut in_process = Vec::new();
+    for backend in backends(args).await? {
+        let dir = tempfile::tempdir()?;
+        let (url, drop) = if backend == "sqlite" {
+            (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                ),
+                None,
+            )
+        } else {
+            let name = format!("hg_bench_serve_{}", std::process::id());
+            (
+                holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?,
+                Some(name),
+            )
+        };
+        let cli = holdgraph::Cli::try_parse_from([
+            "holdgraph",
+            "--database-url",
+            &url,
+            "--holdings-dir",
+            &holdings.display().to_string(),
+            "setup",
+        ])?;
+        let code = holdgraph::run(
+            &cli,
+            &mut std::io::sink(),
+            &mut std::io::sink(),
+            holdgraph::ProgressStyle::Quiet,
+        )
+        .await;
+        anyhow::ensure!(code == 0, "setup failed with exit code {code}");
+        let db = holdgraph::db::connect(&url).await?;
+        let settings = ServerSettings {
+            version_check: std::time::Duration::from_millis(version_check_ms),
+            ..ServerSettings::default()
+        };
+        let state = AppState::new(db.clone(), cli.config.clone(), settings).await?;
+
+        // A warm query executed in process: no HTTP, the caches already filled.
+        let schema = schema(state.clone());
+        let query = r#"{ stock(symbol: "AAPL") { etfs { weight group { name } } } }"#;
+        let run_once = || async {
+            let request = prepare(query.into(), &state, Caller { admin: false });
+            execute(&schema, request).await
+        };
+        anyhow::ensure!(
+            run_once().await.errors.is_empty(),
+            "the in-process query failed"
+        );
+        let iterations = 20_000;
+        let clock = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(run_once().await);
+        }
+        in_process.push((
+            backend,
+            clock.elapsed().as_secs_f64() * 1e6 / f64::from(iterations),
+        ));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(holdgraph::serve::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
+        let mix = Arc::new(mix());
+        let endpoint = Arc::new(format!("http://{addr}/graphql"));
+        for (_, q) in mix.iter() {
+            client
+                .post(endpoint.as_str())
+                .json(&serde_json::json!({"query": q}))
+                .send()
+                .await?;
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
+        let clock = Instant::now();
+        let mut tasks = Vec::new();
+        for worker in 0..concurrency {
+            let (client, mix, endpoint) = (client.clone(), mix.clone(), endpoint.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut samples: Vec<(&'static str, f64, bool)> = Vec::new();
+                let mut i = worker;
+                while Instant::now() < deadline {
+                    let (label, q) = &mix[i % mix.len()];
+                    i += 1;
+                    let start = Instant::now();
+                    let ok = match client
+                        .post(endpoint.as_str())
+                        .json(&serde_json::json!({"query": q}))
+                        .send()
+                        .await
+                    {
+                        // A GraphQL error still answers 200: count it by its body.
+                        Ok(r) => {
+                            r.status().is_success()
+                                && r.bytes().await.is_ok_and(|b| {
+                                    b.starts_with(b"{\"data\"")
+                                        && !b.windows(8).any(|w| w == b"\"errors\"")
+                                })
+                        }
+                        Err(_) => false,
+                    };
+                    samples.push((label, start.elapsed().as_secs_f64() * 1e6, ok));
+                }
+                samples
+            }));
+        }
+        let mut by_label: BTreeMap<&str, (Vec<f64>, usize)> = BTreeMap::new();
+        for task in tasks {
+            for (label, us, ok) in task.await? {
+                let entry = by_label.entry(label).or_default();
+                entry.0.push(us);
+                if !ok {
+                    entry.1 += 1;
+                }
+            }
+        }
+        let elapsed = clock.elapsed().as_secs_f64();
+        let _ = stop.send(());
+        server.await??;
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for (label, (mut times, errs)) in by_label {
+            times.sort_by(f64::total_cmp);
+            table.add_row(row(backend, label, &times, elapsed, errs));
+            all.extend(times);
+            errors += errs;
+        }
+        all.sort_by(f64::total_cmp);
+        table.add_row(row(backend, "the whole mix", &all, elapsed, errors));
+        db.close().await.ok();
+        if let Some(name) = drop {
+            holdgraph::db::drop_postgres_database(&args.postgres_url, &name).await?;
+        }
+    }
+    println!("{table}");
+    for (backend, us) in in_process {
+        println!(
+            "{backend}: warm stock(symbol: \"AAPL\") {{ etfs {{ weight group {{ name }} }} }} in process: {us:.1} µs per query"
+        );
+    }
+    Ok(())
+}
+
+fn row(backend: &str, label: &str, sorted: &[f64], elapsed: f64, errors: usize) -> Vec<String> {
+    let pct = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    vec![
+        backend.to_owned(),
+        label.to_owned(),
+        sorted.len().to_string(),
+        format!("{:.0}", sorted.len() as f64 / elapsed),
+        format!("{:.0}", pct(0.50)),
+        format!("{:.0}", pct(0.99)),
+        errors.to_string(),
+    ]
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

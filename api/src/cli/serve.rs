@@ -25,10 +25,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
     /// Most complex query accepted (a list field costs `first` × its selection).
-    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 20_000)]
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 50_000)]
     pub max_complexity: usize,
     /// Largest page (`first`) accepted.
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 1_000)]
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 5_000)]
     pub max_page_size: usize,
     /// Largest request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]

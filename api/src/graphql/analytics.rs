@@ -357,6 +357,7 @@ impl AnalyticsQuery {
     }
 
     /// The most recent load runs, newest first.
+    #[graphql(cache_control(no_cache))]
     async fn load_runs(
         &self,
         ctx: &Context<'_>,
@@ -442,6 +443,7 @@ impl AnalyticsQuery {
     }
 
     /// Cache hits, misses, hit rate, sizes and loads.
+    #[graphql(cache_control(no_cache))]
     async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStats> {
         let state = state(ctx)?;
         Ok(CacheStats {

@@ -131,7 +131,7 @@ async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<Comma
     })
 }
 
-#[Object]
+#[Object(cache_control(no_cache))]
 impl Mutation {
     /// `holdgraph load-etf-holdings`: every ETF file, or one with `etf`.
     async fn load_etf_holdings(

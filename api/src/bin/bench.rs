@@ -81,22 +81,10 @@ struct Fresh {
 
 async fn fresh(backend: &str, args: &Args, round: usize) -> anyhow::Result<Fresh> {
     let dir = tempfile::tempdir()?;
-    if backend == "sqlite" {
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        );
-        return Ok(Fresh {
-            db: holdgraph::db::connect(&url).await?,
-            drop: None,
-            _dir: dir,
-        });
-    }
-    let name = format!("hg_bench_{}_{round}", std::process::id());
-    let url = holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?;
+    let (url, name) = fresh_url(backend, args, dir.path(), &format!("load_{round}")).await?;
     Ok(Fresh {
         db: holdgraph::db::connect(&url).await?,
-        drop: Some((args.postgres_url.clone(), name)),
+        drop: name.map(|n| (args.postgres_url.clone(), n)),
         _dir: dir,
     })
 }
@@ -206,6 +194,22 @@ async fn backends(args: &Args) -> anyhow::Result<Vec<&'static str>> {
     Ok(backends)
 }
 
+/// A fresh, empty database of a backend: its URL, and the PostgreSQL database to drop after.
+async fn fresh_url(
+    backend: &str,
+    args: &Args,
+    dir: &Path,
+    tag: &str,
+) -> anyhow::Result<(String, Option<String>)> {
+    if backend == "sqlite" {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+        return Ok((url, None));
+    }
+    let name = format!("hg_bench_{tag}_{}", std::process::id());
+    let url = holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?;
+    Ok((url, Some(name)))
+}
+
 async fn setup(args: &Args) -> anyhow::Result<()> {
     let holdings = args.dataset.join("holdings");
     anyhow::ensure!(
@@ -227,18 +231,8 @@ async fn setup(args: &Args) -> anyhow::Result<()> {
         let mut exit = 0;
         for round in 0..args.runs {
             let dir = tempfile::tempdir()?;
-            let (url, drop) = if backend == "sqlite" {
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("bench.db").display()
-                );
-                (url, None)
-            } else {
-                let name = format!("hg_bench_setup_{}_{round}", std::process::id());
-                let url =
-                    holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?;
-                (url, Some(name))
-            };
+            let (url, drop) =
+                fresh_url(backend, args, dir.path(), &format!("setup_{round}")).await?;
             holdgraph::db::connect(&url).await?.close().await.ok();
             let cli = holdgraph::Cli::try_parse_from([
                 "holdgraph",
@@ -361,21 +355,7 @@ async fn serve(
     let mut in_process = Vec::new();
     for backend in backends(args).await? {
         let dir = tempfile::tempdir()?;
-        let (url, drop) = if backend == "sqlite" {
-            (
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("bench.db").display()
-                ),
-                None,
-            )
-        } else {
-            let name = format!("hg_bench_serve_{}", std::process::id());
-            (
-                holdgraph::db::create_postgres_database(&args.postgres_url, &name).await?,
-                Some(name),
-            )
-        };
+        let (url, drop) = fresh_url(backend, args, dir.path(), "serve").await?;
         let cli = holdgraph::Cli::try_parse_from([
             "holdgraph",
             "--database-url",

@@ -434,12 +434,7 @@ impl AnalyticsQuery {
 
     /// The validation checks (`holdgraph validate`).
     async fn validation(&self, ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
-        let state = state(ctx)?;
-        let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
-        let v = loader::validate::validate(&state.db, state.environment(), &sectors)
-            .await
-            .map_err(internal)?;
-        Ok(validation_result(&v))
+        run_validation(ctx).await
     }
 
     /// Cache hits, misses, hit rate, sizes and loads.
@@ -454,8 +449,18 @@ impl AnalyticsQuery {
     }
 }
 
+/// Runs the validation checks on the served environment.
+pub async fn run_validation(ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
+    let state = state(ctx)?;
+    let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+    let v = loader::validate::validate(&state.db, state.environment(), &sectors)
+        .await
+        .map_err(internal)?;
+    Ok(validation_result(&v))
+}
+
 /// The GraphQL form of a validation.
-pub fn validation_result(v: &loader::validate::Validation) -> ValidationResult {
+fn validation_result(v: &loader::validate::Validation) -> ValidationResult {
     ValidationResult {
         ok: !v.failed(),
         checks: v

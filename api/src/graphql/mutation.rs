@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, Enum, Object, SimpleObject};
 
-use super::analytics::{CacheStats, ValidationResult, validation_result};
+use super::analytics::{CacheStats, ValidationResult, run_validation};
 use super::error::{bad_input, code, coded, internal};
 use super::{Caller, state};
 use crate::cache::CacheStat;
@@ -230,12 +230,7 @@ impl Mutation {
     /// `holdgraph validate`.
     async fn validate(&self, ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
         require_admin(ctx)?;
-        let state = state(ctx)?;
-        let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
-        let v = loader::validate::validate(&state.db, state.environment(), &sectors)
-            .await
-            .map_err(internal)?;
-        Ok(validation_result(&v))
+        run_validation(ctx).await
     }
 
     /// Drops cached entries of one kind (`etf`, `sector`, `theme`, `universe`, `all`), or one

@@ -127,7 +127,9 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
         tracing::error!(error = %e, "cannot read the data version");
     }
     let request = request.into_inner();
-    let key = response_key(&request);
+    // The version is part of the key, so a response computed while a load committed is
+    // never served for the new data.
+    let key = response_key(&request, app.state.version());
     if let Some(key) = &key
         && let Some(body) = app.state.caches.responses.get(key).await
     {
@@ -156,13 +158,13 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
 
 /// The response-cache key of a query; `None` for anything that may write (a mutation) or
 /// carries uploads.
-fn response_key(request: &async_graphql::Request) -> Option<String> {
+fn response_key(request: &async_graphql::Request, version: i64) -> Option<String> {
     if request.query.contains("mutation") || !request.uploads.is_empty() {
         return None;
     }
     let variables = serde_json::to_string(&request.variables).ok()?;
     Some(format!(
-        "{}\u{0}{}\u{0}{variables}",
+        "{version}\u{0}{}\u{0}{}\u{0}{variables}",
         request.query,
         request.operation_name.as_deref().unwrap_or("")
     ))

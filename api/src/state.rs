@@ -294,7 +294,11 @@ impl AppState {
             out.insert(symbol.clone(), list.clone());
             filled.push((symbol, list));
         }
-        self.caches.stocks.fill(filled).await;
+        // A load that committed while this read ran has cleared the caches: do not refill
+        // them with what the read saw.
+        if self.version() == index.version {
+            self.caches.stocks.fill(filled).await;
+        }
         Ok(out)
     }
 
@@ -320,6 +324,7 @@ impl AppState {
         if missing.is_empty() {
             return Ok(out);
         }
+        let version = self.version();
         self.count_query();
         let mut loaded = graph::members_of_groups(&self.db, missing).await?;
         let mut filled = Vec::with_capacity(missing.len());
@@ -335,7 +340,9 @@ impl AppState {
             out.insert(id, list.clone());
             filled.push((id, list));
         }
-        self.caches.groups.fill(filled).await;
+        if self.version() == version {
+            self.caches.groups.fill(filled).await;
+        }
         Ok(out)
     }
 

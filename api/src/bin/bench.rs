@@ -121,8 +121,7 @@ async fn load_both(
 }
 
 async fn load(args: &Args) -> anyhow::Result<()> {
-    let source = args.dataset.join("holdings");
-    anyhow::ensure!(source.is_dir(), "dataset not found at {}", source.display());
+    let source = holdings(args)?;
     let backends = backends(args).await?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -194,6 +193,13 @@ async fn backends(args: &Args) -> anyhow::Result<Vec<&'static str>> {
     Ok(backends)
 }
 
+/// The dataset's holdings folder, or an error saying where it was looked for.
+fn holdings(args: &Args) -> anyhow::Result<PathBuf> {
+    let dir = args.dataset.join("holdings");
+    anyhow::ensure!(dir.is_dir(), "dataset not found at {}", dir.display());
+    Ok(dir)
+}
+
 /// A fresh, empty database of a backend: its URL, and the PostgreSQL database to drop after.
 async fn fresh_url(
     backend: &str,
@@ -211,12 +217,7 @@ async fn fresh_url(
 }
 
 async fn setup(args: &Args) -> anyhow::Result<()> {
-    let holdings = args.dataset.join("holdings");
-    anyhow::ensure!(
-        holdings.is_dir(),
-        "dataset not found at {}",
-        holdings.display()
-    );
+    let holdings = holdings(args)?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "database",
@@ -342,12 +343,7 @@ async fn serve(
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    let holdings = args.dataset.join("holdings");
-    anyhow::ensure!(
-        holdings.is_dir(),
-        "dataset not found at {}",
-        holdings.display()
-    );
+    let holdings = holdings(args)?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "database", "query", "requests", "req/s", "p50 µs", "p99 µs", "errors",

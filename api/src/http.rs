@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,7 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::{Caller, GraphSchema, prepare, schema};
+use crate::graphql::{Caller, GraphSchema, prepare_at, schema};
 use crate::state::{AppState, RefreshError};
 
 /// What every handler gets.
@@ -73,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         state,
     };
     Router::new()
-        .route("/graphql", post(graphql).get(graphql))
+        .route("/graphql", post(graphql_post).get(graphql_get))
         .route("/", get(graphiql))
         .route("/graphiql", get(graphiql))
         .route("/health", get(health))
@@ -122,29 +123,92 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> 
     Ok(())
 }
 
-async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+async fn graphql_post(
+    State(app): State<App>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    answer(&app, &headers, request.into_inner()).await
+}
+
+/// `GET /graphql` parameters, as GraphQL over HTTP names them (`variables` is JSON text).
+#[derive(Deserialize)]
+struct GetParams {
+    #[serde(default)]
+    query: String,
+    #[serde(default, rename = "operationName", alias = "operation_name")]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<String>,
+}
+
+async fn graphql_get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
+    let mut request = async_graphql::Request::new(params.query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(text) = params.variables.filter(|v| !v.is_empty()) {
+        match serde_json::from_str(&text) {
+            Ok(json) => request = request.variables(async_graphql::Variables::from_json(json)),
+            Err(e) => {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    &format!("`variables` is not JSON: {e}"),
+                );
+            }
+        }
+    }
+    if is_mutation(&request) {
+        // GraphQL over HTTP: GET is for reads only, so a link or a crawler never writes.
+        let mut response = http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_REQUEST",
+            "mutations need POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    answer(&app, &headers, request).await
+}
+
+/// A GraphQL-shaped error answered before execution.
+fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, Json(body)).into_response()
+}
+
+/// Executes a request from either method, through the response cache.
+async fn answer(app: &App, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     if let Err(e) = app.state.sync_version(false).await {
         tracing::error!(error = %e, "cannot read the data version");
     }
-    let request = request.into_inner();
-    // The version is part of the key, so a response computed while a load committed is
-    // never served for the new data.
-    let key = response_key(&request, app.state.version());
+    // One snapshot for the look-up, the execution and the fill: a response is only ever
+    // cached with the version it was computed from.
+    let snapshot = app.state.snapshot();
+    let key = response_key(&request);
     if let Some(key) = &key
-        && let Some(body) = app.state.caches.responses.get(key).await
+        && let Some(body) = snapshot.caches.responses.get(key).await
     {
         return json_body(body);
     }
     let caller = Caller {
-        admin: is_admin(&app.state, &headers),
+        admin: is_admin(&app.state, headers),
     };
-    let response = crate::graphql::execute(&app.schema, prepare(request, &app.state, caller)).await;
+    let request = prepare_at(request, &app.state, snapshot.clone(), caller);
+    let response = crate::graphql::execute(&app.schema, request).await;
     let cacheable = response.errors.is_empty() && response.cache_control.max_age != -1;
     match (key, cacheable) {
         (Some(key), true) => match serde_json::to_vec(&response) {
             Ok(bytes) => {
                 let body = axum::body::Bytes::from(bytes);
-                app.state.caches.responses.fill([(key, body.clone())]).await;
+                snapshot.caches.responses.fill([(key, body.clone())]).await;
                 json_body(body)
             }
             Err(e) => {
@@ -156,15 +220,31 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, request: GraphQLReq
     }
 }
 
+/// Whether the operation a request would run is a mutation (an unparsable query is left to
+/// the executor, which reports it).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let kind = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        // Several operations and no name: the executor refuses to choose.
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    kind == Some(OperationType::Mutation)
+}
+
 /// The response-cache key of a query; `None` for anything that may write (a mutation) or
-/// carries uploads.
-fn response_key(request: &async_graphql::Request, version: i64) -> Option<String> {
+/// carries uploads. The version is not part of it: each version has its own response cache.
+fn response_key(request: &async_graphql::Request) -> Option<String> {
     if request.query.contains("mutation") || !request.uploads.is_empty() {
         return None;
     }
     let variables = serde_json::to_string(&request.variables).ok()?;
     Some(format!(
-        "{version}\u{0}{}\u{0}{}\u{0}{variables}",
+        "{}\u{0}{}\u{0}{variables}",
         request.query,
         request.operation_name.as_deref().unwrap_or("")
     ))
@@ -185,7 +265,7 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(app): State<App>) -> Response {
     let state = &app.state;
     let version = loader::store::data_version(&state.db, state.environment()).await;
-    let groups = state.index().by_id.len();
+    let groups = state.snapshot().index.by_id.len();
     match version {
         Ok(v) if groups > 0 => Json(json!({
             "status": "ready", "data_version": v, "groups": groups,
@@ -215,8 +295,8 @@ async fn cache_stats(
     let state = &app.state;
     Ok(Json(json!({
         "data_version": state.version(),
-        "caches": state.caches.stats(),
-        "db_queries": state.queries.load(std::sync::atomic::Ordering::Relaxed),
+        "caches": state.cache_stats(),
+        "db_queries": state.queries(),
     })))
 }
 
@@ -250,7 +330,7 @@ async fn cache_refresh(
         "key": body.key,
         "invalidated": outcome.invalidated,
         "warmed": outcome.warmed,
-        "caches": app.state.caches.stats(),
+        "caches": app.state.cache_stats(),
     })))
 }
 
@@ -265,7 +345,7 @@ async fn cache_warm(
         "groups": groups,
         "stocks": stocks,
         "elapsed_ms": clock.elapsed().as_secs_f64() * 1e3,
-        "caches": app.state.caches.stats(),
+        "caches": app.state.cache_stats(),
     })))
 }
 
@@ -277,18 +357,19 @@ async fn cache_test(
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&app.state, &headers)?;
     let state = &app.state;
-    let Some(spy) = state.index().find(entity::GroupType::Etf, "SPY") else {
+    let snapshot = state.snapshot();
+    let Some(spy) = snapshot.index.find(entity::GroupType::Etf, "SPY") else {
         return Err(AppError::BadRequest("no ETF SPY is loaded".to_owned()));
     };
-    state.caches.groups.cache.invalidate(&spy.id).await;
+    snapshot.caches.groups.invalidate(&spy.id).await;
     let clock = Instant::now();
-    let cold = state.group_members(&[spy.id]).await?;
+    let cold = state.group_members(&snapshot, &[spy.id]).await?;
     let cold_us = clock.elapsed().as_secs_f64() * 1e6;
     let clock = Instant::now();
-    let warm = state.group_members(&[spy.id]).await?;
+    let warm = state.group_members(&snapshot, &[spy.id]).await?;
     let warm_us = clock.elapsed().as_secs_f64() * 1e6;
     let clock = Instant::now();
-    let aapl = state.stock_members(&["AAPL".to_owned()]).await?;
+    let aapl = state.stock_members(&snapshot, &["AAPL".to_owned()]).await?;
     let sector_us = clock.elapsed().as_secs_f64() * 1e6;
     let sector = aapl
         .get("AAPL")

@@ -1,8 +1,9 @@
-//! The server's process-wide state: the connection, the configuration, the caches, the group
-//! index of the current data version, and the lock that keeps loads one at a time.
+//! The server's process-wide state: the connection, the configuration, the [`Snapshot`] of the
+//! data version being served (its group index and caches), and the lock that keeps loads one at
+//! a time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use entity::{GroupType, definition_group};
 use loader::graph;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::cache::{Caches, GroupMembers, Member, StockMembers};
+use crate::cache::{CacheCounters, Caches, GroupMembers, Member, StockMembers};
 use crate::config::Config;
 
 /// Limits and switches of the server.
@@ -47,7 +48,6 @@ impl Default for ServerSettings {
 /// Every group of the environment at one data version, by id and by (type, name).
 #[derive(Default)]
 pub struct GroupIndex {
-    pub version: i64,
     pub by_id: HashMap<i32, Arc<definition_group::Model>>,
     pub by_key: HashMap<(String, String), Arc<definition_group::Model>>,
 }
@@ -76,19 +76,42 @@ impl GroupIndex {
     }
 }
 
+/// Everything served at one data version: its groups and its caches. A request takes the
+/// current snapshot once and answers from it throughout, so it sees one version; when a load
+/// commits the server swaps in a new snapshot with empty caches, and whatever a slow request
+/// still fills into the old one is dropped with it.
+pub struct Snapshot {
+    /// The `data_versions` counter this snapshot was built at.
+    pub version: i64,
+    pub index: GroupIndex,
+    pub caches: Caches,
+    /// Every stock symbol, sorted; read on first use.
+    symbols: tokio::sync::OnceCell<Arc<Vec<String>>>,
+}
+
+impl Snapshot {
+    fn new(version: i64, index: GroupIndex, capacity: u64, counters: &CacheCounters) -> Self {
+        Self {
+            version,
+            index,
+            caches: Caches::new(capacity, counters),
+            symbols: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
 /// Process-wide state shared by every request.
 pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Config,
     pub settings: ServerSettings,
-    pub caches: Caches,
+    /// Cache statistics across data versions.
+    pub counters: CacheCounters,
     /// Loads and other writes run one at a time.
     pub load_lock: tokio::sync::Mutex<()>,
-    /// SQL statements the read paths issued (for tests and `cacheStats`).
+    /// SQL statements the read paths issued (shown by `cacheStats`).
     pub queries: AtomicU64,
-    index: RwLock<Arc<GroupIndex>>,
-    symbols: RwLock<Option<Arc<Vec<String>>>>,
-    version: AtomicI64,
+    current: RwLock<Arc<Snapshot>>,
     last_check: std::sync::Mutex<Option<Instant>>,
     /// When the latest version read began.
     version_read: tokio::sync::Mutex<Option<Instant>>,
@@ -107,19 +130,17 @@ impl AppState {
         settings: ServerSettings,
     ) -> Result<Arc<Self>, DbErr> {
         let config_url = config.database_url.clone();
+        let counters = CacheCounters::default();
+        // A placeholder at version -1: the forced read below replaces it before any request.
+        let empty = Snapshot::new(-1, GroupIndex::default(), 0, &counters);
         let state = Arc::new(Self {
-            caches: Caches::new(settings.cache_capacity),
             db,
             config,
             settings,
+            counters,
             load_lock: tokio::sync::Mutex::new(()),
             queries: AtomicU64::new(0),
-            index: RwLock::new(Arc::new(GroupIndex {
-                version: -1,
-                ..GroupIndex::default()
-            })),
-            symbols: RwLock::new(None),
-            version: AtomicI64::new(-1),
+            current: RwLock::new(Arc::new(empty)),
             last_check: std::sync::Mutex::new(None),
             version_read: tokio::sync::Mutex::new(None),
             sqlite_files: crate::db::sqlite_file(&config_url).map(|path| {
@@ -139,24 +160,36 @@ impl AppState {
         &self.config.environment
     }
 
+    /// The snapshot of the data version being served.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |s| s.clone())
+    }
+
     /// The data version being served.
     pub fn version(&self) -> i64 {
-        self.version.load(Ordering::Acquire)
+        self.snapshot().version
     }
 
-    /// The group index of the version being served.
-    pub fn index(&self) -> Arc<GroupIndex> {
-        self.index
-            .read()
-            .map_or_else(|e| e.into_inner().clone(), |i| i.clone())
+    /// Statistics of the caches: counts since the server started, sizes of the version served.
+    pub fn cache_stats(&self) -> Vec<crate::cache::CacheStat> {
+        self.snapshot().caches.stats()
     }
 
-    fn count_query(&self) {
+    /// SQL statements the read paths issued since the server started.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Counts one SQL statement of a read path.
+    pub fn count_query(&self) {
         self.queries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads the data version (at most every `version_check`, or always when `force`); when it
-    /// moved (a load here or in another process), drops the caches and rebuilds the index.
+    /// moved (a load here or in another process), serves a new snapshot: the groups read again,
+    /// the caches empty.
     pub async fn sync_version(&self, force: bool) -> Result<(), DbErr> {
         if !force && self.files_unchanged() {
             return Ok(());
@@ -187,10 +220,7 @@ impl AppState {
         }
         self.count_query();
         let groups = graph::groups(&self.db, self.environment(), None).await?;
-        let mut index = GroupIndex {
-            version: current,
-            ..GroupIndex::default()
-        };
+        let mut index = GroupIndex::default();
         for g in groups {
             let g = Arc::new(g);
             index
@@ -198,14 +228,17 @@ impl AppState {
                 .insert((g.group_type.clone(), g.name.clone()), g.clone());
             index.by_id.insert(g.id, g);
         }
-        self.caches.clear();
-        if let Ok(mut slot) = self.symbols.write() {
-            *slot = None;
-        }
-        if let Ok(mut slot) = self.index.write() {
-            *slot = Arc::new(index);
-        }
-        self.version.store(current, Ordering::Release);
+        let snapshot = Snapshot::new(current, index, self.settings.cache_capacity, &self.counters);
+        let old = {
+            let mut slot = self
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *slot, Arc::new(snapshot))
+        };
+        // Requests still answering from the old snapshot keep it alive; free what they do not
+        // need now rather than when the last of them ends.
+        old.caches.clear();
         tracing::info!(data.version = current, "serving a new data version");
         Ok(())
     }
@@ -240,35 +273,38 @@ impl AppState {
         false
     }
 
-    /// Memberships of many stocks, from the cache or in one batched read.
+    /// Memberships of many stocks at a snapshot, from its cache or in one batched read.
     pub async fn stock_members(
         &self,
+        snapshot: &Snapshot,
         symbols: &[String],
     ) -> Result<HashMap<String, StockMembers>, DbErr> {
         let mut out = HashMap::with_capacity(symbols.len());
         let mut missing = Vec::new();
         for s in symbols {
-            match self.caches.stocks.get(s).await {
+            match snapshot.caches.stocks.get(s).await {
                 Some(v) => {
                     out.insert(s.clone(), v);
                 }
                 None => missing.push(s.clone()),
             }
         }
-        out.extend(self.fetch_stocks(&missing).await?);
+        out.extend(self.fetch_stocks(snapshot, &missing).await?);
         Ok(out)
     }
 
-    /// Reads the memberships of these stocks in one batch and caches them.
+    /// Reads the memberships of these stocks in one batch (per 500 symbols) and caches them
+    /// in the snapshot.
     pub async fn fetch_stocks(
         &self,
+        snapshot: &Snapshot,
         missing: &[String],
     ) -> Result<HashMap<String, StockMembers>, DbErr> {
         let mut out = HashMap::with_capacity(missing.len());
         if missing.is_empty() {
             return Ok(out);
         }
-        let index = self.index();
+        let index = &snapshot.index;
         let mut loaded: HashMap<String, Vec<Member>> =
             missing.iter().map(|s| (s.clone(), Vec::new())).collect();
         for chunk in missing.chunks(loader::store::CHUNK) {
@@ -294,38 +330,44 @@ impl AppState {
             out.insert(symbol.clone(), list.clone());
             filled.push((symbol, list));
         }
-        // A load that committed while this read ran has cleared the caches: do not refill
-        // them with what the read saw.
-        if self.version() == index.version {
-            self.caches.stocks.fill(filled).await;
-        }
+        snapshot.caches.stocks.fill(filled).await;
         Ok(out)
     }
 
-    /// Members of many groups, from the cache or in one batched read.
-    pub async fn group_members(&self, ids: &[i32]) -> Result<HashMap<i32, GroupMembers>, DbErr> {
+    /// Members of many groups at a snapshot, from its cache or in one batched read.
+    pub async fn group_members(
+        &self,
+        snapshot: &Snapshot,
+        ids: &[i32],
+    ) -> Result<HashMap<i32, GroupMembers>, DbErr> {
         let mut out = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
-            match self.caches.groups.get(id).await {
+            match snapshot.caches.groups.get(id).await {
                 Some(v) => {
                     out.insert(*id, v);
                 }
                 None => missing.push(*id),
             }
         }
-        out.extend(self.fetch_groups(&missing).await?);
+        out.extend(self.fetch_groups(snapshot, &missing).await?);
         Ok(out)
     }
 
-    /// Reads the members of these groups in one batch and caches them.
-    pub async fn fetch_groups(&self, missing: &[i32]) -> Result<HashMap<i32, GroupMembers>, DbErr> {
+    /// Reads the members of these groups in one batch (per 500 groups) and caches them in the
+    /// snapshot.
+    pub async fn fetch_groups(
+        &self,
+        snapshot: &Snapshot,
+        missing: &[i32],
+    ) -> Result<HashMap<i32, GroupMembers>, DbErr> {
         let mut out = HashMap::with_capacity(missing.len());
         if missing.is_empty() {
             return Ok(out);
         }
-        let version = self.version();
-        self.count_query();
+        for _ in missing.chunks(loader::store::CHUNK) {
+            self.count_query();
+        }
         let mut loaded = graph::members_of_groups(&self.db, missing).await?;
         let mut filled = Vec::with_capacity(missing.len());
         for &id in missing {
@@ -340,18 +382,18 @@ impl AppState {
             out.insert(id, list.clone());
             filled.push((id, list));
         }
-        if self.version() == version {
-            self.caches.groups.fill(filled).await;
-        }
+        snapshot.caches.groups.fill(filled).await;
         Ok(out)
     }
 
-    /// Reads every membership once and fills both caches (`warmCache`).
+    /// Reads every membership of the current version once and fills both caches
+    /// (`warmCache`).
     pub async fn warm(&self) -> Result<(usize, usize), DbErr> {
-        let index = self.index();
+        let snapshot = self.snapshot();
+        let index = &snapshot.index;
         let ids: Vec<i32> = index.by_id.keys().copied().collect();
-        self.caches.clear();
-        let groups = self.group_members(&ids).await?;
+        snapshot.caches.clear();
+        let groups = self.group_members(&snapshot, &ids).await?;
         let mut by_symbol: HashMap<String, Vec<Member>> = HashMap::new();
         for (id, list) in &groups {
             let Some(group) = index.by_id.get(id) else {
@@ -372,28 +414,27 @@ impl AppState {
             });
             (s, Arc::new(list))
         });
-        self.caches.stocks.fill(filled).await;
+        snapshot.caches.stocks.fill(filled).await;
         Ok((groups.len(), stocks))
     }
 
-    /// Every stock symbol (in an ETF, universe or theme), sorted; read once per version.
-    pub async fn stock_symbols(&self) -> Result<Arc<Vec<String>>, DbErr> {
-        if let Some(list) = self.symbols.read().ok().and_then(|s| s.clone()) {
-            return Ok(list);
-        }
-        self.count_query();
-        let symbols = Arc::new(
-            graph::symbols_in(
-                &self.db,
-                self.environment(),
-                &[GroupType::Etf, GroupType::Universe, GroupType::Theme],
-            )
-            .await?,
-        );
-        if let Ok(mut slot) = self.symbols.write() {
-            *slot = Some(symbols.clone());
-        }
-        Ok(symbols)
+    /// Every stock symbol (in an ETF, universe or theme) at a snapshot, sorted; read once per
+    /// version.
+    pub async fn stock_symbols(&self, snapshot: &Snapshot) -> Result<Arc<Vec<String>>, DbErr> {
+        snapshot
+            .symbols
+            .get_or_try_init(|| async {
+                self.count_query();
+                graph::symbols_in(
+                    &self.db,
+                    self.environment(),
+                    &[GroupType::Etf, GroupType::Universe, GroupType::Theme],
+                )
+                .await
+                .map(Arc::new)
+            })
+            .await
+            .cloned()
     }
 }
 
@@ -428,7 +469,8 @@ impl AppState {
         key: Option<&str>,
         warm: bool,
     ) -> Result<RefreshOutcome, RefreshError> {
-        let index = self.index();
+        let snapshot = self.snapshot();
+        let caches = &snapshot.caches;
         let kind = match cache_type.trim().to_ascii_lowercase().as_str() {
             "all" => None,
             other => Some(other.parse::<GroupType>().map_err(|_| {
@@ -439,12 +481,8 @@ impl AppState {
         };
         let ids: Vec<i32> = match (kind, key) {
             (None, _) => {
-                let n =
-                    self.caches.stocks.cache.entry_count() + self.caches.groups.cache.entry_count();
-                self.caches.clear();
-                if let Ok(mut slot) = self.symbols.write() {
-                    *slot = None;
-                }
+                let n = caches.stocks.len() + caches.groups.len();
+                caches.clear();
                 let warmed = warm && self.warm().await.is_ok();
                 return Ok(RefreshOutcome {
                     invalidated: n,
@@ -452,24 +490,25 @@ impl AppState {
                 });
             }
             (Some(t), Some(name)) => vec![
-                index
+                snapshot
+                    .index
                     .find(t, name)
                     .ok_or_else(|| RefreshError::BadInput(format!("no {t} named {name:?}")))?
                     .id,
             ],
-            (Some(t), None) => index.list(Some(t)).iter().map(|g| g.id).collect(),
+            (Some(t), None) => snapshot.index.list(Some(t)).iter().map(|g| g.id).collect(),
         };
         // Responses may include these groups: they are built again on demand.
-        self.caches.responses.cache.invalidate_all();
+        caches.responses.invalidate_all();
         let mut invalidated = 0;
         for id in &ids {
-            if self.caches.groups.cache.contains_key(id) {
+            if caches.groups.contains(id) {
                 invalidated += 1;
             }
-            self.caches.groups.cache.invalidate(id).await;
+            caches.groups.invalidate(id).await;
         }
         if warm {
-            self.fetch_groups(&ids).await?;
+            self.fetch_groups(&snapshot, &ids).await?;
         }
         Ok(RefreshOutcome {
             invalidated,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,6 +18,29 @@ const TOKEN: &str = "test-admin-token";
 
 /// The state and router over a test database, as `serve` builds them.
 async fn server(app: &TestApp, holdings: &str, token: Option<&str>) -> (Arc<AppState>, Router) {
+    server_on(app, app.db.clone(), holdings, token).await
+}
+
+/// A server on a connection of its own whose every SQL statement the driver counts (sea-orm's
+/// metric callback runs once per statement executed), so a test counts what really reaches
+/// the database, not what the server says it sends.
+async fn counted_server(app: &TestApp, holdings: &str) -> (Arc<AppState>, Router, Arc<AtomicU64>) {
+    let mut db = holdgraph::db::connect(&app.url).await.expect("connect");
+    let statements = Arc::new(AtomicU64::new(0));
+    let counter = statements.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let (state, router) = server_on(app, db, holdings, None).await;
+    (state, router, statements)
+}
+
+async fn server_on(
+    app: &TestApp,
+    db: sea_orm::DatabaseConnection,
+    holdings: &str,
+    token: Option<&str>,
+) -> (Arc<AppState>, Router) {
     use clap::Parser;
     let cli = holdgraph::Cli::try_parse_from([
         "holdgraph",
@@ -34,7 +57,7 @@ async fn server(app: &TestApp, holdings: &str, token: Option<&str>) -> (Arc<AppS
         admin_token: token.map(str::to_owned),
         ..ServerSettings::default()
     };
-    let state = AppState::new(app.db.clone(), cli.config, settings)
+    let state = AppState::new(db, cli.config, settings)
         .await
         .expect("state");
     (state.clone(), holdgraph::http::router(state))
@@ -209,38 +232,82 @@ async fn a_query_for_100_stocks_with_etfs_and_sectors_runs_a_bounded_number_of_s
     let app = TestApp::new().await;
     let holdings = dataset_holdings();
     setup(&app, &holdings).await;
-    let (state, router) = server(&app, &holdings, None).await;
-    let before = state.queries.load(Ordering::Relaxed);
+    let (state, router, statements) = counted_server(&app, &holdings).await;
+    let query = r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#;
+
+    let (sent_before, counted_before) = (statements.load(Ordering::Relaxed), state.queries());
+    let r = gql(&router, query, None).await;
+    let sent = statements.load(Ordering::Relaxed) - sent_before;
+    let edges = r["data"]["stocks"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 100, "{r}");
+    let with_etfs = edges
+        .iter()
+        .filter(|e| !e["node"]["etfs"].as_array().expect("etfs").is_empty())
+        .count();
+    assert!(with_etfs > 50, "{with_etfs} of 100 stocks have ETFs");
+    // The version check, the symbol list and one batched read of the 100 stocks' memberships
+    // (their groups come from the in-memory index): three, where one statement per stock
+    // would be more than 100.
+    assert!(sent <= 3, "{sent} SQL statements for 100 stocks");
+    assert_eq!(
+        sent,
+        state.queries() - counted_before,
+        "cacheStats.dbQueries counts every statement the driver ran"
+    );
+    let first = r;
+
+    // The same stocks again in another query: their memberships come from the cache.
+    let before = statements.load(Ordering::Relaxed);
     let r = gql(
         &router,
-        r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#,
+        r#"{ stocks(first: 100) { edges { node { etfCount groupCount } } } }"#,
         None,
     )
     .await;
-    let used = state.queries.load(Ordering::Relaxed) - before;
-    let edges = r["data"]["stocks"]["edges"].as_array().expect("edges");
-    assert_eq!(edges.len(), 100);
-    assert!(
-        edges
-            .iter()
-            .any(|e| !e["node"]["etfs"].as_array().expect("etfs").is_empty())
+    assert_eq!(
+        r["data"]["stocks"]["edges"].as_array().map(Vec::len),
+        Some(100)
     );
-    // The version check, the symbol list and batched reads of the 100 stocks (one per
-    // dataloader window, and a window holds up to 1,000 keys): a handful, not one per stock.
-    assert!(used <= 10, "{used} SQL statements for 100 stocks");
-    // Asked again, the same query is served from the caches.
-    let before = state.queries.load(Ordering::Relaxed);
-    let again = gql(
+    assert!(
+        statements.load(Ordering::Relaxed) - before <= 1,
+        "at most the version check"
+    );
+
+    // From an ETF to 100 of its holdings and on to each one's ETFs: the version check, the
+    // ETF's members and one batched read of the holdings' memberships.
+    let before = statements.load(Ordering::Relaxed);
+    let r = gql(
         &router,
-        r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#,
+        r#"{ etf(name: "IWM") { members(first: 100) { edges { node { symbol
+            stock { sector etfs { weight group { name } } } } } } } }"#,
         None,
     )
     .await;
-    assert_eq!(again, r);
+    let edges = r["data"]["etf"]["members"]["edges"]
+        .as_array()
+        .expect("edges");
+    assert_eq!(edges.len(), 100, "{r}");
     assert!(
-        state.queries.load(Ordering::Relaxed) - before <= 1,
-        "only the version check"
+        edges.iter().all(|e| e["node"]["stock"]["etfs"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())),
+        "every holding leads back to at least its own ETF"
     );
+    let sent = statements.load(Ordering::Relaxed) - before;
+    assert!(
+        sent <= 3,
+        "{sent} SQL statements for 100 holdings and their ETFs"
+    );
+
+    // The first query again: its whole response is cached.
+    let before = statements.load(Ordering::Relaxed);
+    let again = gql(&router, query, None).await;
+    assert_eq!(again, first, "a cached response equals the computed one");
+    assert!(
+        statements.load(Ordering::Relaxed) - before <= 1,
+        "at most the version check"
+    );
+    state.db.clone().close().await.ok();
 }
 
 #[tokio::test]
@@ -521,4 +588,153 @@ fn schema_graphql_is_the_served_schema() {
         checked_in == served,
         "schema.graphql differs from the served schema; run UPDATE_SCHEMA=1 cargo test -p tests schema_graphql"
     );
+}
+
+#[tokio::test]
+async fn a_load_while_another_runs_is_refused_with_conflict_and_readers_are_still_served() {
+    let app = TestApp::new().await;
+    let holdings = project_dir().join("holdings").display().to_string();
+    setup(&app, &holdings).await;
+    let (state, router) = server(&app, &holdings, Some(TOKEN)).await;
+    let mutation = "mutation { loadEtfHoldings(mode: INCREMENTAL) { ok text } }";
+    let read = r#"{ etf(name: "DIA") { memberCount } }"#;
+
+    // A load in progress holds the write lock.
+    let running = state.load_lock.lock().await;
+    let refused = gql(&router, mutation, Some(TOKEN)).await;
+    assert_eq!(code(&refused), "CONFLICT", "{refused}");
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another load is running")),
+        "{refused}"
+    );
+    let r = gql(&router, read, None).await;
+    assert_eq!(
+        r["data"]["etf"]["memberCount"], 30,
+        "readers are served: {r}"
+    );
+
+    drop(running);
+    let r = gql(&router, mutation, Some(TOKEN)).await;
+    assert_eq!(r["data"]["loadEtfHoldings"]["ok"], true, "{r}");
+}
+
+/// `text` percent-encoded for a URL query string.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn get_serves_queries_and_graphiql_but_refuses_mutations() {
+    let app = TestApp::new().await;
+    let holdings = project_dir().join("holdings").display().to_string();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, Some(TOKEN)).await;
+    let get = |uri: String| {
+        Request::get(uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+
+    let query = r#"{ etf(name: "dia") { name memberCount } }"#;
+    let (status, r) = call(
+        &router,
+        get(format!("/graphql?query={}", url_encode(query))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["data"]["etf"]["name"], "DIA", "{r}");
+    assert_eq!(r["data"]["etf"]["memberCount"], 30);
+
+    let mutation = "mutation { warmCache { groups } }";
+    let (status, r) = call(
+        &router,
+        get(format!("/graphql?query={}", url_encode(mutation))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+
+    // A named mutation picked out of a document that also holds a query.
+    let document = "query Q { stats { etfs } } mutation M { warmCache { groups } }";
+    let uri = format!("/graphql?query={}&operationName=M", url_encode(document));
+    let (status, _) = call(&router, get(uri)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let uri = format!("/graphql?query={}&operationName=Q", url_encode(document));
+    let (status, r) = call(&router, get(uri)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert!(
+        r["data"]["stats"]["etfs"].as_u64().is_some_and(|n| n > 0),
+        "{r}"
+    );
+
+    let response = router
+        .clone()
+        .oneshot(get("/graphiql".to_owned()))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&page).contains("graphiql"));
+}
+
+#[tokio::test]
+async fn a_read_that_ends_after_a_load_committed_never_fills_the_new_versions_caches() {
+    let app = TestApp::new().await;
+    let dir = app.copy_holdings();
+    let h = dir.display().to_string();
+    setup(&app, &h).await;
+    let (state, router) = server(&app, &h, None).await;
+    let count = r#"{ etf(name: "XLE") { memberCount } }"#;
+    assert_eq!(
+        gql(&router, count, None).await["data"]["etf"]["memberCount"],
+        22
+    );
+    // A request that began before the load answers from this snapshot.
+    let old = state.snapshot();
+    let xle = old
+        .index
+        .find(entity::GroupType::Etf, "XLE")
+        .expect("XLE")
+        .id;
+
+    let path = dir.join("xle_holdings.csv");
+    let text = std::fs::read_to_string(&path).expect("xle");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
+    std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    let out = app
+        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        gql(&router, count, None).await["data"]["etf"]["memberCount"],
+        21
+    );
+
+    // The slow request finishes now and caches what it read before the load.
+    old.caches.groups.fill([(xle, Arc::new(Vec::new()))]).await;
+    assert!(state.snapshot().version > old.version);
+    let r = gql(
+        &router,
+        r#"{ etf(name: "XLE") { memberCount totalWeight } }"#,
+        None,
+    )
+    .await;
+    assert_eq!(r["data"]["etf"]["memberCount"], 21, "{r}");
 }

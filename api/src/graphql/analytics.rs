@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_graphql::{Context, Enum, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{GroupType, load_run, membership_change};
+use entity::GroupType;
 use loader::symbol::Symbol;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::error::{bad_input, internal};
 use super::group::{Group, resolve_reference};
 use super::membership::Membership;
-use super::{group_members, page_size, state, stock_members};
+use super::{group_members, page_size, snapshot, state, stock_members};
 use crate::cache::CacheStat;
 
 /// Two groups' common holdings.
@@ -265,7 +264,7 @@ impl AnalyticsQuery {
         };
         let symbols: Vec<String> = members.iter().map(|m| m.symbol.clone()).collect();
         let by_symbol = state(ctx)?
-            .stock_members(&symbols)
+            .stock_members(&*snapshot(ctx)?, &symbols)
             .await
             .map_err(internal)?;
         let mut rows: BTreeMap<String, (usize, Option<f64>)> = BTreeMap::new();
@@ -320,34 +319,27 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Vec<Change>> {
         let limit = page_size(ctx, first, 100)?;
         let g = resolve_reference(ctx, &group)?;
+        let group_type = g
+            .group_type
+            .parse()
+            .map_err(|e: entity::UnknownGroupType| internal(e))?;
         let state = state(ctx)?;
-        let mut runs = load_run::Entity::find()
-            .filter(load_run::Column::Environment.eq(state.environment()))
-            .filter(load_run::Column::Outcome.ne("failed"));
-        if let Some(since) = since {
-            runs = runs.filter(load_run::Column::FinishedAt.gte(since));
-        }
-        let runs: HashMap<i32, Option<DateTime<Utc>>> = runs
-            .all(&state.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|r| (r.id, r.finished_at))
-            .collect();
-        let rows = membership_change::Entity::find()
-            .filter(membership_change::Column::GroupType.eq(g.group_type.clone()))
-            .filter(membership_change::Column::GroupName.eq(g.name.clone()))
-            .filter(membership_change::Column::RunId.is_in(runs.keys().copied()))
-            .order_by_desc(membership_change::Column::Id)
-            .limit(limit as u64)
-            .all(&state.db)
-            .await
-            .map_err(internal)?;
+        state.count_query();
+        let rows = loader::graph::changes_to_group(
+            &state.db,
+            state.environment(),
+            group_type,
+            &g.name,
+            since,
+            limit as u64,
+        )
+        .await
+        .map_err(internal)?;
         Ok(rows
             .into_iter()
             .map(|c| Change {
-                at: runs.get(&c.run_id).copied().flatten(),
                 run_id: c.run_id,
+                at: c.finished_at,
                 symbol: c.symbol,
                 change: c.change,
                 old_weight: c.old_weight,
@@ -365,11 +357,8 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Vec<LoadRun>> {
         let limit = page_size(ctx, first, 20)?;
         let state = state(ctx)?;
-        let rows = load_run::Entity::find()
-            .filter(load_run::Column::Environment.eq(state.environment()))
-            .order_by_desc(load_run::Column::Id)
-            .limit(limit as u64)
-            .all(&state.db)
+        state.count_query();
+        let rows = loader::graph::recent_runs(&state.db, state.environment(), limit as u64)
             .await
             .map_err(internal)?;
         Ok(rows
@@ -400,16 +389,20 @@ impl AnalyticsQuery {
     /// Counts of the served data.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
         let state = state(ctx)?;
-        let index = state.index();
-        let n = |t: GroupType| index.list(Some(t)).len();
+        let snapshot = snapshot(ctx)?;
+        let n = |t: GroupType| snapshot.index.list(Some(t)).len();
         Ok(Stats {
             environment: state.environment().to_owned(),
-            data_version: state.version(),
+            data_version: snapshot.version,
             etfs: n(GroupType::Etf),
             sectors: n(GroupType::Sector),
             themes: n(GroupType::Theme),
             universes: n(GroupType::Universe),
-            stocks: state.stock_symbols().await.map_err(internal)?.len(),
+            stocks: state
+                .stock_symbols(&snapshot)
+                .await
+                .map_err(internal)?
+                .len(),
         })
     }
 
@@ -443,8 +436,8 @@ impl AnalyticsQuery {
         let state = state(ctx)?;
         Ok(CacheStats {
             data_version: state.version(),
-            caches: state.caches.stats(),
-            db_queries: state.queries.load(std::sync::atomic::Ordering::Relaxed),
+            caches: state.cache_stats(),
+            db_queries: state.queries(),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::Loader;
 
 use crate::cache::{GroupMembers, StockMembers};
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 
 /// Memberships of a stock, by normalised symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -17,8 +17,12 @@ pub struct MembersBySymbol(pub String);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MembersByGroup(pub i32);
 
-/// The loader behind both keys.
-pub struct GraphLoader(pub Arc<AppState>);
+/// The loader behind both keys: it reads for, and fills the caches of, the snapshot its
+/// request answers from.
+pub struct GraphLoader {
+    pub state: Arc<AppState>,
+    pub snapshot: Arc<Snapshot>,
+}
 
 impl Loader<MembersBySymbol> for GraphLoader {
     type Value = StockMembers;
@@ -30,8 +34,8 @@ impl Loader<MembersBySymbol> for GraphLoader {
     ) -> Result<HashMap<MembersBySymbol, StockMembers>, Self::Error> {
         let symbols: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
         Ok(self
-            .0
-            .fetch_stocks(&symbols)
+            .state
+            .fetch_stocks(&self.snapshot, &symbols)
             .await
             .map_err(Arc::new)?
             .into_iter()
@@ -50,8 +54,8 @@ impl Loader<MembersByGroup> for GraphLoader {
     ) -> Result<HashMap<MembersByGroup, GroupMembers>, Self::Error> {
         let ids: Vec<i32> = keys.iter().map(|k| k.0).collect();
         Ok(self
-            .0
-            .fetch_groups(&ids)
+            .state
+            .fetch_groups(&self.snapshot, &ids)
             .await
             .map_err(Arc::new)?
             .into_iter()

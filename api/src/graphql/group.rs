@@ -8,7 +8,10 @@ use entity::{GroupType, definition_group};
 
 use super::error::{bad_input, code, coded};
 use super::membership::Membership;
-use super::{PageInfo, after_offset, cursor, group_members, page, page_size, state};
+use super::{
+    PageInfo, after_offset, cursor, group_members, page, page_size, prefetch_stocks,
+    selects_stock_data, snapshot,
+};
 
 /// The kind of a group.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -143,6 +146,14 @@ impl Group {
             members.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         }
         let (range, page_info) = page(members.len(), offset, size);
+        let stocks = ctx.look_ahead().field("edges").field("node").field("stock");
+        if selects_stock_data(&stocks) {
+            let symbols: Vec<String> = members[range.clone()]
+                .iter()
+                .map(|m| m.symbol.clone())
+                .collect();
+            prefetch_stocks(ctx, &symbols).await?;
+        }
         let edges = members[range.clone()]
             .iter()
             .zip(range)
@@ -178,7 +189,8 @@ pub(crate) fn resolve_reference(
     ctx: &Context<'_>,
     reference: &str,
 ) -> async_graphql::Result<Arc<definition_group::Model>> {
-    let index = state(ctx)?.index();
+    let snapshot = snapshot(ctx)?;
+    let index = &snapshot.index;
     let (types, name): (Vec<GroupType>, &str) = match reference.split_once(':') {
         Some((t, name)) => (
             vec![
@@ -230,12 +242,12 @@ pub struct GroupConnection {
 pub struct GroupQuery;
 
 fn one(ctx: &Context<'_>, kind: GroupType, name: &str) -> async_graphql::Result<Option<Group>> {
-    Ok(state(ctx)?.index().find(kind, name).map(Group))
+    Ok(snapshot(ctx)?.index.find(kind, name).map(Group))
 }
 
 fn all(ctx: &Context<'_>, kind: GroupType) -> async_graphql::Result<Vec<Group>> {
-    Ok(state(ctx)?
-        .index()
+    Ok(snapshot(ctx)?
+        .index
         .list(Some(kind))
         .into_iter()
         .map(Group)
@@ -264,7 +276,7 @@ impl GroupQuery {
     ) -> async_graphql::Result<GroupConnection> {
         let size = page_size(ctx, first, 100)?;
         let offset = after_offset(after.as_deref())?;
-        let list = state(ctx)?.index().list(kind.map(GroupType::from));
+        let list = snapshot(ctx)?.index.list(kind.map(GroupType::from));
         let (range, page_info) = page(list.len(), offset, size);
         Ok(GroupConnection {
             total_count: list.len(),

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one module per type family, the root `Query` a merge of per-family
-//! objects, resolvers thin over the cached read paths of [`crate::state::AppState`].
+//! objects, resolvers thin over the cached read paths of [`crate::state::AppState`]. Every
+//! request answers from one [`Snapshot`] (one data version), taken when it is prepared.
 
 pub mod analytics;
 pub mod dataloader;
@@ -15,7 +16,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
 use crate::cache::{GroupMembers, StockMembers};
-use crate::state::AppState;
+use crate::state::{AppState, Snapshot};
 use dataloader::{GraphLoader, MembersByGroup, MembersBySymbol};
 use error::internal;
 
@@ -54,15 +55,32 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// Adds the per-request data (caller, dataloader) to a request.
+/// Adds the per-request data (caller, the snapshot of the version served now, dataloader) to
+/// a request.
 pub fn prepare(
     request: async_graphql::Request,
     state: &Arc<AppState>,
     caller: Caller,
 ) -> async_graphql::Request {
+    prepare_at(request, state, state.snapshot(), caller)
+}
+
+/// [`prepare`] at a given snapshot (the HTTP handler takes it before its response-cache
+/// look-up, so both rest on the same version).
+pub fn prepare_at(
+    request: async_graphql::Request,
+    state: &Arc<AppState>,
+    snapshot: Arc<Snapshot>,
+    caller: Caller,
+) -> async_graphql::Request {
+    let loader = GraphLoader {
+        state: state.clone(),
+        snapshot: snapshot.clone(),
+    };
     request
         .data(caller)
-        .data(DataLoader::new(GraphLoader(state.clone()), tokio::spawn))
+        .data(snapshot)
+        .data(DataLoader::new(loader, tokio::spawn))
 }
 
 /// Executes a prepared request; errors that async-graphql raises itself (parse, validation,
@@ -98,14 +116,23 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<AppS
         .map_err(|_| internal("state missing"))
 }
 
+/// The snapshot this request answers from: the one [`prepare`] took, else (a request executed
+/// without it) the current one.
+pub(crate) fn snapshot(ctx: &Context<'_>) -> async_graphql::Result<Arc<Snapshot>> {
+    match ctx.data_opt::<Arc<Snapshot>>() {
+        Some(s) => Ok(s.clone()),
+        None => Ok(state(ctx)?.snapshot()),
+    }
+}
+
 /// A stock's memberships: the cache, else this request's dataloader (one batch for all the
 /// stocks the query touches).
 pub(crate) async fn stock_members(
     ctx: &Context<'_>,
     symbol: &str,
 ) -> async_graphql::Result<StockMembers> {
-    let state = state(ctx)?;
-    if let Some(hit) = state.caches.stocks.get(&symbol.to_owned()).await {
+    let snapshot = snapshot(ctx)?;
+    if let Some(hit) = snapshot.caches.stocks.get(&symbol.to_owned()).await {
         return Ok(hit);
     }
     let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
@@ -113,8 +140,8 @@ pub(crate) async fn stock_members(
             .load_one(MembersBySymbol(symbol.to_owned()))
             .await
             .map_err(internal)?,
-        None => state
-            .fetch_stocks(&[symbol.to_owned()])
+        None => state(ctx)?
+            .fetch_stocks(&snapshot, &[symbol.to_owned()])
             .await
             .map_err(internal)?
             .remove(symbol),
@@ -127,8 +154,8 @@ pub(crate) async fn group_members(
     ctx: &Context<'_>,
     id: i32,
 ) -> async_graphql::Result<GroupMembers> {
-    let state = state(ctx)?;
-    if let Some(hit) = state.caches.groups.get(&id).await {
+    let snapshot = snapshot(ctx)?;
+    if let Some(hit) = snapshot.caches.groups.get(&id).await {
         return Ok(hit);
     }
     let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
@@ -136,13 +163,37 @@ pub(crate) async fn group_members(
             .load_one(MembersByGroup(id))
             .await
             .map_err(internal)?,
-        None => state
-            .fetch_groups(&[id])
+        None => state(ctx)?
+            .fetch_groups(&snapshot, &[id])
             .await
             .map_err(internal)?
             .remove(&id),
     };
     Ok(loaded.unwrap_or_default())
+}
+
+/// Whether the selection at `node` (stock nodes) asks for more than the symbol, which needs no
+/// read.
+pub(crate) fn selects_stock_data(node: &async_graphql::Lookahead<'_>) -> bool {
+    node.selection_fields().iter().any(|f| {
+        f.selection_set()
+            .any(|c| !matches!(c.name(), "symbol" | "__typename"))
+    })
+}
+
+/// Reads the memberships of a page of stocks in one batch before their fields resolve, so a
+/// page costs one statement however its fields are scheduled (the dataloader batches what
+/// arrives within its window, which depends on timing).
+pub(crate) async fn prefetch_stocks(
+    ctx: &Context<'_>,
+    symbols: &[String],
+) -> async_graphql::Result<()> {
+    let snapshot = snapshot(ctx)?;
+    state(ctx)?
+        .stock_members(&snapshot, symbols)
+        .await
+        .map_err(internal)?;
+    Ok(())
 }
 
 /// Checks a page size against the configured maximum.

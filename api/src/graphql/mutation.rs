@@ -257,7 +257,7 @@ impl Mutation {
         Ok(RefreshResult {
             invalidated,
             warmed,
-            caches: state.caches.stats(),
+            caches: state.cache_stats(),
         })
     }
 
@@ -273,8 +273,8 @@ impl Mutation {
             elapsed_ms: clock.elapsed().as_secs_f64() * 1e3,
             stats: CacheStats {
                 data_version: state.version(),
-                caches: state.caches.stats(),
-                db_queries: state.queries.load(std::sync::atomic::Ordering::Relaxed),
+                caches: state.cache_stats(),
+                db_queries: state.queries(),
             },
         })
     }

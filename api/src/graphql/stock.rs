@@ -7,7 +7,10 @@ use loader::symbol::Symbol;
 
 use super::group::{Group, GroupKind};
 use super::membership::Membership;
-use super::{PageInfo, after_offset, cursor, page, page_size, state, stock_members};
+use super::{
+    PageInfo, after_offset, cursor, page, page_size, prefetch_stocks, selects_stock_data, snapshot,
+    state, stock_members,
+};
 use crate::cache::StockMembers;
 
 /// A stock: any symbol held by an ETF or listed in a universe or theme.
@@ -216,7 +219,7 @@ impl StockQuery {
                 .into_iter()
                 .collect(),
             None => state(ctx)?
-                .stock_symbols()
+                .stock_symbols(&*snapshot(ctx)?)
                 .await
                 .map_err(super::error::internal)?
                 .to_vec(),
@@ -226,6 +229,9 @@ impl StockQuery {
             symbols.retain(|s| s.starts_with(&prefix));
         }
         let (range, page_info) = page(symbols.len(), offset, size);
+        if selects_stock_data(&ctx.look_ahead().field("edges").field("node")) {
+            prefetch_stocks(ctx, &symbols[range.clone()]).await?;
+        }
         let edges = symbols[range.clone()]
             .iter()
             .zip(range)

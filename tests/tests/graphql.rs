@@ -738,3 +738,45 @@ async fn a_read_that_ends_after_a_load_committed_never_fills_the_new_versions_ca
     .await;
     assert_eq!(r["data"]["etf"]["memberCount"], 21, "{r}");
 }
+
+#[tokio::test]
+async fn every_type_field_argument_and_enum_value_has_a_description() {
+    let query = "{ __schema { types { name description
+        fields(includeDeprecated: true) { name description args { name description } }
+        inputFields { name description }
+        enumValues(includeDeprecated: true) { name description } } } }";
+    let response = holdgraph::graphql::bare_schema().execute(query).await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let data = response.data.into_json().expect("json");
+    let described = |v: &Value| {
+        v["description"]
+            .as_str()
+            .is_some_and(|d| !d.trim().is_empty())
+    };
+    let mut missing = Vec::new();
+    for t in data["__schema"]["types"].as_array().expect("types") {
+        let name = t["name"].as_str().expect("name");
+        if name.starts_with("__") || ["String", "Int", "Float", "Boolean", "ID"].contains(&name) {
+            continue;
+        }
+        if !described(t) {
+            missing.push(name.to_owned());
+        }
+        let members = ["fields", "inputFields", "enumValues"]
+            .iter()
+            .filter_map(|k| t[*k].as_array())
+            .flatten();
+        for f in members {
+            let field = format!("{name}.{}", f["name"].as_str().expect("field"));
+            if !described(f) {
+                missing.push(field.clone());
+            }
+            for a in f["args"].as_array().into_iter().flatten() {
+                if !described(a) {
+                    missing.push(format!("{field}({})", a["name"].as_str().expect("arg")));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented: {missing:#?}");
+}

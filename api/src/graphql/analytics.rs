@@ -17,7 +17,9 @@ use crate::cache::CacheStat;
 /// Two groups' common holdings.
 #[derive(SimpleObject)]
 pub struct Overlap {
+    /// The first group asked for.
     pub a: Group,
+    /// The second group asked for.
     pub b: Group,
     /// Symbols in both.
     pub common: usize,
@@ -35,8 +37,11 @@ pub struct Overlap {
 /// One holding two groups share.
 #[derive(SimpleObject)]
 pub struct OverlapHolding {
+    /// The holding's symbol.
     pub symbol: String,
+    /// Its weight in `a` (percent); null when `a` gives none.
     pub weight_a: Option<f64>,
+    /// Its weight in `b` (percent); null when `b` gives none.
     pub weight_b: Option<f64>,
 }
 
@@ -63,19 +68,24 @@ pub struct Exposure {
 /// A membership change a load recorded.
 #[derive(SimpleObject)]
 pub struct Change {
+    /// The load run that made it (see `loadRuns`).
     pub run_id: i32,
     /// When the run finished.
     pub at: Option<DateTime<Utc>>,
+    /// The member's symbol.
     pub symbol: String,
     /// `added`, `removed` or `reweighted`.
     pub change: String,
+    /// The weight before (percent); null when added or unweighted.
     pub old_weight: Option<f64>,
+    /// The weight after (percent); null when removed or unweighted.
     pub new_weight: Option<f64>,
 }
 
 /// One recorded load.
 #[derive(SimpleObject)]
 pub struct LoadRun {
+    /// The run's id (`membership_changes.run_id`).
     pub id: i32,
     /// `etf`, `universe`, `theme`, `sector`, `enrichment`, `stock_metadata`.
     pub kind: String,
@@ -83,32 +93,50 @@ pub struct LoadRun {
     pub mode: String,
     /// The one group it was limited to, if any.
     pub scope: Option<String>,
+    /// The folder its files came from.
     pub source: String,
+    /// When it started.
     pub started_at: DateTime<Utc>,
+    /// When it finished; null while it runs.
     pub finished_at: Option<DateTime<Utc>>,
-    /// `success`, `partial`, `failed` (or `running`).
+    /// `success`, `partial` (some files rejected), `failed` (or `running`).
     pub outcome: String,
+    /// Input files it considered.
     pub files_total: i32,
+    /// Files it read and applied.
     pub files_loaded: i32,
+    /// Files skipped because their MD5 matched the last successful load.
     pub files_unchanged: i32,
+    /// Files rejected (empty, unreadable, no valid row); their groups kept their data.
     pub files_rejected: i32,
+    /// Memberships added.
     pub created: i32,
+    /// Memberships whose weight or metadata changed.
     pub updated: i32,
+    /// Memberships removed.
     pub deleted: i32,
+    /// Input rows skipped with a reason (title, cash, derivative, ...).
     pub skipped: i32,
+    /// The data version it committed; null when it changed nothing.
     pub data_version: Option<i64>,
+    /// Why it failed; null unless it did.
     pub error: Option<String>,
 }
 
 /// Counts of the served data.
 #[derive(SimpleObject)]
 pub struct Stats {
+    /// The environment served (`--environment`).
     pub environment: String,
     /// The data version served.
     pub data_version: i64,
+    /// ETF groups.
     pub etfs: usize,
+    /// Sector groups (the 11 GICS sectors and `unknown` once organised).
     pub sectors: usize,
+    /// Theme groups.
     pub themes: usize,
+    /// Universe groups.
     pub universes: usize,
     /// Symbols in an ETF, universe or theme.
     pub stocks: usize,
@@ -119,6 +147,7 @@ pub struct Stats {
 pub struct CacheStats {
     /// The data version the caches hold.
     pub data_version: i64,
+    /// One entry per cache: `stock`, `group`, `response`.
     pub caches: Vec<CacheStat>,
     /// SQL statements the read paths issued since the server started.
     pub db_queries: u64,
@@ -127,11 +156,15 @@ pub struct CacheStats {
 /// One validation check.
 #[derive(SimpleObject)]
 pub struct ValidationCheck {
+    /// The check's key (`etfs_have_holdings`).
     pub name: String,
+    /// What it checks, in a sentence.
     pub description: String,
     /// `PASS`, `WARN` or `FAIL`.
     pub status: String,
+    /// How many groups, stocks or memberships offend it.
     pub count: usize,
+    /// How many it examined.
     pub examined: usize,
     /// The offending groups or symbols.
     pub items: Vec<String>,
@@ -142,6 +175,7 @@ pub struct ValidationCheck {
 pub struct ValidationResult {
     /// No check failed.
     pub ok: bool,
+    /// Every check, in the order `holdgraph validate` prints them.
     pub checks: Vec<ValidationCheck>,
     /// The console rendering, as `holdgraph validate` prints it.
     pub text: String,
@@ -174,6 +208,7 @@ impl AnalyticsQuery {
     async fn holders(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The stock, normalised like `stock` does (`brk-b` is `BRK.B`).")]
         symbol: String,
         #[graphql(desc = "At most this many (default all).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<Membership>> {
@@ -197,8 +232,8 @@ impl AnalyticsQuery {
     async fn overlap(
         &self,
         ctx: &Context<'_>,
-        a: String,
-        b: String,
+        #[graphql(desc = "A group reference (`SPY`, `nasdaq100`, `ETF:SPY`).")] a: String,
+        #[graphql(desc = "Another group reference.")] b: String,
         #[graphql(desc = "How many common holdings to list (default 25).")] first: Option<i32>,
     ) -> async_graphql::Result<Overlap> {
         let limit = page_size(ctx, first, 25)?;
@@ -253,8 +288,8 @@ impl AnalyticsQuery {
     async fn exposure(
         &self,
         ctx: &Context<'_>,
-        group: String,
-        by: ExposureBy,
+        #[graphql(desc = "A group reference (`VTI`, `sp500`).")] group: String,
+        #[graphql(desc = "Group its members by sector or by theme.")] by: ExposureBy,
     ) -> async_graphql::Result<Vec<Exposure>> {
         let g = resolve_reference(ctx, &group)?;
         let members = group_members(ctx, g.id).await?;
@@ -312,7 +347,7 @@ impl AnalyticsQuery {
     async fn changes(
         &self,
         ctx: &Context<'_>,
-        group: String,
+        #[graphql(desc = "A group reference (`XLK`, `sp500`).")] group: String,
         #[graphql(desc = "Only runs that finished at or after this time (RFC 3339).")]
         since: Option<DateTime<Utc>>,
         #[graphql(desc = "At most this many (default 100).")] first: Option<i32>,
@@ -411,7 +446,11 @@ impl AnalyticsQuery {
     async fn report(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] detail: bool,
+        #[graphql(
+            default,
+            desc = "Add each ETF's top 10 holdings and each universe's size."
+        )]
+        detail: bool,
     ) -> async_graphql::Result<ReportResult> {
         let state = state(ctx)?;
         let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;

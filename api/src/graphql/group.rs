@@ -68,17 +68,22 @@ pub struct Group(pub Arc<definition_group::Model>);
 pub struct MembershipConnection {
     /// Members matching `minWeight`, all pages together.
     pub total_count: usize,
+    /// Whether more pages follow, and the cursor to ask for the next.
     pub page_info: PageInfo,
+    /// This page's members.
     pub edges: Vec<MembershipEdge>,
 }
 
 /// A membership and its cursor.
 #[derive(SimpleObject)]
 pub struct MembershipEdge {
+    /// Pass as `after` to continue after this member (in the same order and filter).
     pub cursor: String,
+    /// The membership.
     pub node: Membership,
 }
 
+/// An ETF, sector, theme or universe, with its members.
 #[Object]
 impl Group {
     /// The group's id.
@@ -233,7 +238,9 @@ pub(crate) async fn members_of_reference(
 pub struct GroupConnection {
     /// Groups of the type, all pages together.
     pub total_count: usize,
+    /// Whether more pages follow, and the cursor to ask for the next.
     pub page_info: PageInfo,
+    /// This page's groups.
     pub nodes: Vec<Group>,
 }
 
@@ -260,8 +267,8 @@ impl GroupQuery {
     async fn group(
         &self,
         ctx: &Context<'_>,
-        #[graphql(name = "type")] kind: GroupKind,
-        name: String,
+        #[graphql(name = "type", desc = "The group's type.")] kind: GroupKind,
+        #[graphql(desc = "Its name in any case (`spy`, `Health_Care`).")] name: String,
     ) -> async_graphql::Result<Option<Group>> {
         one(ctx, kind.into(), &name)
     }
@@ -270,7 +277,8 @@ impl GroupQuery {
     async fn groups(
         &self,
         ctx: &Context<'_>,
-        #[graphql(name = "type")] kind: Option<GroupKind>,
+        #[graphql(name = "type", desc = "Only groups of this type (default every type).")]
+        kind: Option<GroupKind>,
         #[graphql(desc = "Page size (default 100).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<GroupConnection> {
@@ -286,7 +294,11 @@ impl GroupQuery {
     }
 
     /// An ETF by ticker; null when unknown.
-    async fn etf(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<Group>> {
+    async fn etf(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The ticker in any case.")] name: String,
+    ) -> async_graphql::Result<Option<Group>> {
         one(ctx, GroupType::Etf, &name)
     }
 
@@ -299,7 +311,7 @@ impl GroupQuery {
     async fn sector(
         &self,
         ctx: &Context<'_>,
-        name: String,
+        #[graphql(desc = "The sector key in any case.")] name: String,
     ) -> async_graphql::Result<Option<Group>> {
         one(ctx, GroupType::Sector, &name)
     }
@@ -310,7 +322,11 @@ impl GroupQuery {
     }
 
     /// A theme by key (`clean_energy`); null when unknown.
-    async fn theme(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<Group>> {
+    async fn theme(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The theme key in any case.")] name: String,
+    ) -> async_graphql::Result<Option<Group>> {
         one(ctx, GroupType::Theme, &name)
     }
 
@@ -323,7 +339,7 @@ impl GroupQuery {
     async fn universe(
         &self,
         ctx: &Context<'_>,
-        name: String,
+        #[graphql(desc = "The universe key in any case.")] name: String,
     ) -> async_graphql::Result<Option<Group>> {
         one(ctx, GroupType::Universe, &name)
     }
@@ -338,6 +354,7 @@ impl GroupQuery {
     async fn symbols(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Group references: `SPY`, `nasdaq100`, `clean_energy`, `ETF:SPY`.")]
         groups: Vec<String>,
     ) -> async_graphql::Result<Vec<String>> {
         let mut out = BTreeSet::new();

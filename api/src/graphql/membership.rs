@@ -15,6 +15,8 @@ pub struct Membership {
     pub group: Arc<definition_group::Model>,
 }
 
+/// A symbol's membership in a group: an ETF holding with its weight, or a sector, theme or
+/// universe member.
 #[Object]
 impl Membership {
     /// The member's symbol.

@@ -48,11 +48,15 @@ pub fn schema(state: Arc<AppState>) -> GraphSchema {
         .finish()
 }
 
+/// The schema without a server behind it: its SDL and introspection answer, every resolver
+/// that reads data fails.
+pub fn bare_schema() -> GraphSchema {
+    Schema::build(Query::default(), mutation::Mutation, EmptySubscription).finish()
+}
+
 /// The schema as SDL, as `schema.graphql` holds it.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    bare_schema().sdl()
 }
 
 /// Adds the per-request data (caller, the snapshot of the version served now, dataloader) to

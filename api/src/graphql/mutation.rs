@@ -57,6 +57,7 @@ pub struct RefreshResult {
     pub invalidated: u64,
     /// Whether the dropped entries were read again.
     pub warmed: bool,
+    /// The caches after the refresh.
     pub caches: Vec<CacheStat>,
 }
 
@@ -67,7 +68,9 @@ pub struct WarmResult {
     pub groups: usize,
     /// Stocks whose memberships are now cached.
     pub stocks: usize,
+    /// How long warming took, in milliseconds.
     pub elapsed_ms: f64,
+    /// The caches after warming.
     pub stats: CacheStats,
 }
 
@@ -131,14 +134,18 @@ async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<Comma
     })
 }
 
+/// Admin operations: each needs `Authorization: Bearer <admin token>`, and writes run one at a
+/// time (a second gets a CONFLICT error).
 #[Object(cache_control(no_cache))]
 impl Mutation {
     /// `holdgraph load-etf-holdings`: every ETF file, or one with `etf`.
     async fn load_etf_holdings(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] mode: LoadMode,
-        etf: Option<String>,
+        #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
+        #[graphql(desc = "Only this ETF's file (`SPY`); default every ETF file.")] etf: Option<
+            String,
+        >,
     ) -> async_graphql::Result<CommandResult> {
         let args = EtfArgs {
             common: mode.into(),
@@ -151,7 +158,8 @@ impl Mutation {
     async fn load_universes(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] mode: LoadMode,
+        #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
+        #[graphql(desc = "Only this universe's file (`sp500`); default every universe file.")]
         universe: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
         let args = UniverseArgs {
@@ -165,7 +173,11 @@ impl Mutation {
     async fn enrich_sectors(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] mode: LoadMode,
+        #[graphql(
+            default,
+            desc = "How to enrich (default INCREMENTAL; DRY_RUN writes nothing)."
+        )]
+        mode: LoadMode,
     ) -> async_graphql::Result<CommandResult> {
         run(ctx, Command::EnrichSectors(mode.into())).await
     }
@@ -174,7 +186,7 @@ impl Mutation {
     async fn organize_sectors(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] dry_run: bool,
+        #[graphql(default, desc = "Report what would change; write nothing.")] dry_run: bool,
     ) -> async_graphql::Result<CommandResult> {
         let args = DryRunArgs {
             dry_run,
@@ -187,7 +199,7 @@ impl Mutation {
     async fn organize_themes(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] mode: LoadMode,
+        #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
     ) -> async_graphql::Result<CommandResult> {
         run(ctx, Command::OrganizeThemes(mode.into())).await
     }
@@ -196,7 +208,7 @@ impl Mutation {
     async fn build_stock_metadata(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default)] dry_run: bool,
+        #[graphql(default, desc = "Report what would change; write nothing.")] dry_run: bool,
     ) -> async_graphql::Result<CommandResult> {
         let args = DryRunArgs {
             dry_run,
@@ -209,10 +221,13 @@ impl Mutation {
     async fn set_stock_sector(
         &self,
         ctx: &Context<'_>,
-        symbol: String,
+        #[graphql(desc = "The stock, in any spelling.")] symbol: String,
+        #[graphql(
+            desc = "A sector key or name (`health_care`, `Health Care`); required unless `clear`."
+        )]
         sector: Option<String>,
-        industry: Option<String>,
-        #[graphql(default)] clear: bool,
+        #[graphql(desc = "The industry to record with it.")] industry: Option<String>,
+        #[graphql(default, desc = "Forget the manual sector instead of setting one.")] clear: bool,
     ) -> async_graphql::Result<CommandResult> {
         if sector.is_none() && !clear {
             return Err(bad_input("give a `sector`, or `clear: true`"));
@@ -238,9 +253,10 @@ impl Mutation {
     async fn refresh_cache(
         &self,
         ctx: &Context<'_>,
-        cache_type: String,
+        #[graphql(desc = "`etf`, `sector`, `theme`, `universe` or `all`.")] cache_type: String,
+        #[graphql(desc = "One group of that type (`SPY`); default every group of the type.")]
         key: Option<String>,
-        #[graphql(default)] warm: bool,
+        #[graphql(default, desc = "Read the dropped entries again at once.")] warm: bool,
     ) -> async_graphql::Result<RefreshResult> {
         require_admin(ctx)?;
         let state = state(ctx)?;

@@ -57,6 +57,8 @@ impl Stock {
     }
 }
 
+/// A stock: any symbol held by an ETF or listed in a universe or theme. Its sector, name and
+/// industry come from its one `SECTOR` membership.
 #[Object]
 impl Stock {
     /// The normalised symbol (`BRK.B`).
@@ -140,7 +142,8 @@ impl Stock {
     async fn groups(
         &self,
         ctx: &Context<'_>,
-        #[graphql(name = "type")] kind: Option<GroupKind>,
+        #[graphql(name = "type", desc = "Only groups of this type (default every type).")]
+        kind: Option<GroupKind>,
     ) -> async_graphql::Result<Vec<Membership>> {
         self.of(ctx, kind.map(GroupType::from)).await
     }
@@ -170,14 +173,18 @@ pub struct StockFilter {
 pub struct StockConnection {
     /// Stocks matching the filter, all pages together.
     pub total_count: usize,
+    /// Whether more pages follow, and the cursor to ask for the next.
     pub page_info: PageInfo,
+    /// This page's stocks.
     pub edges: Vec<StockEdge>,
 }
 
 /// A stock and its cursor.
 #[derive(SimpleObject)]
 pub struct StockEdge {
+    /// Pass as `after` to continue after this stock.
     pub cursor: String,
+    /// The stock.
     pub node: Stock,
 }
 
@@ -192,6 +199,7 @@ impl StockQuery {
     async fn stock(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Any spelling: trimmed, upper-cased, share classes as `BRK.B`.")]
         symbol: String,
     ) -> async_graphql::Result<Option<Stock>> {
         let Ok(symbol) = Symbol::parse(&symbol) else {
@@ -206,7 +214,7 @@ impl StockQuery {
     async fn stocks(
         &self,
         ctx: &Context<'_>,
-        filter: Option<StockFilter>,
+        #[graphql(desc = "Which stocks (default all).")] filter: Option<StockFilter>,
         #[graphql(desc = "Page size (default 25).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<StockConnection> {

@@ -780,3 +780,51 @@ async fn every_type_field_argument_and_enum_value_has_a_description() {
     }
     assert!(missing.is_empty(), "undocumented: {missing:#?}");
 }
+
+#[tokio::test]
+async fn a_cursor_from_before_a_load_is_refused_rather_than_skipping_or_repeating_members() {
+    let app = TestApp::new().await;
+    let dir = app.copy_holdings();
+    let h = dir.display().to_string();
+    setup(&app, &h).await;
+    let (_, router) = server(&app, &h, None).await;
+    let page = |after: &str| {
+        format!(
+            r#"{{ etf(name: "XLE") {{ members(first: 10, orderBy: SYMBOL, after: {after}) {{
+                pageInfo {{ endCursor }} edges {{ node {{ symbol }} }} }} }} }}"#
+        )
+    };
+    let first = gql(&router, &page("null"), None).await;
+    let cursor = first["data"]["etf"]["members"]["pageInfo"]["endCursor"].clone();
+    let second = gql(&router, &page(&cursor.to_string()), None).await;
+    assert_eq!(
+        second["data"]["etf"]["members"]["edges"]
+            .as_array()
+            .map(Vec::len),
+        Some(10),
+        "{second}"
+    );
+
+    // A load removes the first member: every later position moves up by one.
+    let path = dir.join("xle_holdings.csv");
+    let text = std::fs::read_to_string(&path).expect("xle");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
+    std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    let out = app
+        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let stale = gql(&router, &page(&cursor.to_string()), None).await;
+    assert_eq!(code(&stale), "BAD_USER_INPUT", "{stale}");
+    assert!(
+        stale["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("start again")),
+        "{stale}"
+    );
+    let again = gql(&router, &page("null"), None).await;
+    assert!(again["errors"].is_null(), "{again}");
+}

@@ -9,8 +9,7 @@ use entity::{GroupType, definition_group};
 use super::error::{bad_input, code, coded};
 use super::membership::Membership;
 use super::{
-    PageInfo, after_offset, cursor, group_members, page, page_size, prefetch_stocks,
-    selects_stock_data, snapshot,
+    Cursors, PageInfo, group_members, page_size, prefetch_stocks, selects_stock_data, snapshot,
 };
 
 /// The kind of a group.
@@ -141,7 +140,8 @@ impl Group {
         #[graphql(desc = "Only members weighing at least this (percent).")] min_weight: Option<f64>,
     ) -> async_graphql::Result<MembershipConnection> {
         let size = page_size(ctx, first, 25)?;
-        let offset = after_offset(after.as_deref())?;
+        let cursors = Cursors::of(ctx)?;
+        let offset = cursors.after(after.as_deref())?;
         let all = group_members(ctx, self.0.id).await?;
         let mut members: Vec<_> = all
             .iter()
@@ -150,7 +150,7 @@ impl Group {
         if order_by == MemberOrder::Symbol {
             members.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         }
-        let (range, page_info) = page(members.len(), offset, size);
+        let (range, page_info) = cursors.page(members.len(), offset, size);
         let stocks = ctx.look_ahead().field("edges").field("node").field("stock");
         if selects_stock_data(&stocks) {
             let symbols: Vec<String> = members[range.clone()]
@@ -163,7 +163,7 @@ impl Group {
             .iter()
             .zip(range)
             .map(|(m, i)| MembershipEdge {
-                cursor: cursor(i),
+                cursor: cursors.at(i),
                 node: Membership {
                     membership: (*m).clone(),
                     group: self.0.clone(),
@@ -283,9 +283,10 @@ impl GroupQuery {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<GroupConnection> {
         let size = page_size(ctx, first, 100)?;
-        let offset = after_offset(after.as_deref())?;
+        let cursors = Cursors::of(ctx)?;
+        let offset = cursors.after(after.as_deref())?;
         let list = snapshot(ctx)?.index.list(kind.map(GroupType::from));
-        let (range, page_info) = page(list.len(), offset, size);
+        let (range, page_info) = cursors.page(list.len(), offset, size);
         Ok(GroupConnection {
             total_count: list.len(),
             page_info,

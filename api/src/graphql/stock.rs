@@ -8,8 +8,8 @@ use loader::symbol::Symbol;
 use super::group::{Group, GroupKind};
 use super::membership::Membership;
 use super::{
-    PageInfo, after_offset, cursor, page, page_size, prefetch_stocks, selects_stock_data, snapshot,
-    state, stock_members,
+    Cursors, PageInfo, page_size, prefetch_stocks, selects_stock_data, snapshot, state,
+    stock_members,
 };
 use crate::cache::StockMembers;
 
@@ -219,7 +219,8 @@ impl StockQuery {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<StockConnection> {
         let size = page_size(ctx, first, 25)?;
-        let offset = after_offset(after.as_deref())?;
+        let cursors = Cursors::of(ctx)?;
+        let offset = cursors.after(after.as_deref())?;
         let filter = filter.unwrap_or_default();
         let mut symbols: Vec<String> = match &filter.group {
             Some(reference) => super::group::members_of_reference(ctx, reference)
@@ -236,7 +237,7 @@ impl StockQuery {
             let prefix = prefix.trim().to_ascii_uppercase();
             symbols.retain(|s| s.starts_with(&prefix));
         }
-        let (range, page_info) = page(symbols.len(), offset, size);
+        let (range, page_info) = cursors.page(symbols.len(), offset, size);
         if selects_stock_data(&ctx.look_ahead().field("edges").field("node")) {
             prefetch_stocks(ctx, &symbols[range.clone()]).await?;
         }
@@ -244,7 +245,7 @@ impl StockQuery {
             .iter()
             .zip(range)
             .map(|(s, i)| StockEdge {
-                cursor: cursor(i),
+                cursor: cursors.at(i),
                 node: Stock::new(s.clone()),
             })
             .collect();

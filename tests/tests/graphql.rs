@@ -342,6 +342,20 @@ async fn mutations_need_the_admin_token() {
             .contains("Unchanged universe: sp500"),
         "{r}"
     );
+    // A command that cannot start is the caller's mistake, named in the message.
+    let r = gql(
+        &router,
+        r#"mutation { loadEtfHoldings(etf: "NOPE") { ok } }"#,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NOPE")),
+        "{r}"
+    );
 }
 
 #[tokio::test]

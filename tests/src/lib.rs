@@ -230,12 +230,22 @@ pub fn project_dir() -> PathBuf {
         .to_owned()
 }
 
-/// The shared real dataset (`HOLDGRAPH_DATASET` overrides where it is).
+/// The real dataset the repository ships (`HOLDGRAPH_DATASET` overrides where it is). Panics
+/// with the path it looked at and the variable that moves it when the folder is missing.
 pub fn dataset() -> PathBuf {
-    match std::env::var("HOLDGRAPH_DATASET") {
-        Ok(path) if !path.is_empty() => PathBuf::from(path),
-        _ => project_dir().join("../shared/datasets/etf-holdings-2025-11"),
-    }
+    let (path, from) = match std::env::var("HOLDGRAPH_DATASET") {
+        Ok(path) if !path.is_empty() => (PathBuf::from(path), "HOLDGRAPH_DATASET"),
+        _ => (
+            project_dir().join("datasets/etf-holdings-2025-11"),
+            "the repository's datasets/ folder (HOLDGRAPH_DATASET overrides it)",
+        ),
+    };
+    assert!(
+        path.join("holdings").is_dir(),
+        "the test dataset is missing: {} has no holdings/ folder (looked there because of {from})",
+        path.display()
+    );
+    path
 }
 
 /// The shared dataset's holdings folder as a string, for `--holdings-dir`.

@@ -21,7 +21,7 @@ struct Args {
     #[arg(
         long,
         env = "HOLDGRAPH_DATASET",
-        default_value = "../shared/datasets/etf-holdings-2025-11"
+        default_value = "datasets/etf-holdings-2025-11"
     )]
     dataset: PathBuf,
     /// A PostgreSQL URL whose server can create databases; empty to skip PostgreSQL.

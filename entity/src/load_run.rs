@@ -18,8 +18,10 @@ pub struct Model {
     pub source: String,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
-    /// `success`, `partial` (some files rejected) or `failed`.
-    pub outcome: String,
+    /// `running` (recorded at the start, committed before the data), then `succeeded`,
+    /// `partial` (some inputs rejected or held back), `rejected` (no input applied), `failed`
+    /// (a database error: nothing changed) or `abandoned` (its process died while it ran).
+    pub state: String,
     pub files_total: i32,
     pub files_loaded: i32,
     pub files_unchanged: i32,
@@ -36,6 +38,8 @@ pub struct Model {
     pub error: Option<String>,
     /// The full report as JSON (skip counts per reason, per-file details).
     pub report: Option<Json>,
+    /// Who ran it: `pid 1234 on host`.
+    pub holder: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

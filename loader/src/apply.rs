@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::{
     ChangeKind, GroupType, data_version, definition_group, group_membership, membership_change,
 };
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -78,35 +78,54 @@ pub async fn apply_diff(
             .exec(db)
             .await?;
     }
-    for update in &diff.updated {
-        group_membership::Entity::update_many()
-            .col_expr(
+    // New and changed members in one stream of multi-row upserts: a changed member keeps
+    // its row (and id), a new one is inserted, and no statement is sent per row.
+    let updated = diff
+        .updated
+        .iter()
+        .map(|u| (&u.symbol, u.new_weight, &u.metadata));
+    let added = diff
+        .added
+        .iter()
+        .map(|(symbol, d)| (symbol, d.weight, &d.metadata));
+    let mut batch = Vec::with_capacity(INSERT_CHUNK);
+    for (symbol, weight, metadata) in updated.chain(added) {
+        batch.push(group_membership::ActiveModel {
+            id: NotSet,
+            group_id: Set(group_id),
+            symbol: Set(symbol.as_str().to_owned()),
+            weight: Set(weight),
+            metadata: Set(Some(metadata.clone())),
+            added_at: Set(now),
+        });
+        if batch.len() == INSERT_CHUNK {
+            upsert_members(db, std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        upsert_members(db, batch).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_members(
+    db: &impl ConnectionTrait,
+    rows: Vec<group_membership::ActiveModel>,
+) -> Result<(), DbErr> {
+    group_membership::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                group_membership::Column::GroupId,
+                group_membership::Column::Symbol,
+            ])
+            .update_columns([
                 group_membership::Column::Weight,
-                Expr::value(update.new_weight),
-            )
-            .col_expr(
                 group_membership::Column::Metadata,
-                Expr::value(update.metadata.clone()),
-            )
-            .filter(group_membership::Column::Id.eq(update.id))
-            .exec(db)
-            .await?;
-    }
-    for chunk in diff.added.chunks(INSERT_CHUNK) {
-        let models = chunk
-            .iter()
-            .map(|(symbol, desired)| group_membership::ActiveModel {
-                id: NotSet,
-                group_id: Set(group_id),
-                symbol: Set(symbol.as_str().to_owned()),
-                weight: Set(desired.weight),
-                metadata: Set(Some(desired.metadata.clone())),
-                added_at: Set(now),
-            });
-        group_membership::Entity::insert_many(models)
-            .exec_without_returning(db)
-            .await?;
-    }
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -199,28 +218,34 @@ pub async fn delete_group(db: &impl ConnectionTrait, group_id: i32) -> Result<()
     Ok(())
 }
 
-/// Bumps an environment's data version and returns the new value.
+/// Bumps an environment's data version in one statement (`version = version + 1 ...
+/// RETURNING`) and returns the new value: two writers can never commit the same version.
 pub async fn bump_data_version(
     db: &impl ConnectionTrait,
     environment: &str,
     now: DateTime<Utc>,
 ) -> Result<i64, DbErr> {
-    let current = crate::store::data_version(db, environment).await?;
-    let next = current + 1;
-    data_version::Entity::insert(data_version::ActiveModel {
-        environment: Set(environment.to_owned()),
-        version: Set(next),
-        updated_at: Set(now),
-    })
-    .on_conflict(
+    let mut stmt = Query::insert();
+    stmt.into_table(data_version::Entity).columns([
+        data_version::Column::Environment,
+        data_version::Column::Version,
+        data_version::Column::UpdatedAt,
+    ]);
+    stmt.values([environment.into(), 1i64.into(), now.into()])
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    stmt.on_conflict(
         OnConflict::column(data_version::Column::Environment)
-            .update_columns([
+            .value(
                 data_version::Column::Version,
-                data_version::Column::UpdatedAt,
-            ])
+                Expr::col((data_version::Entity, data_version::Column::Version)).add(1),
+            )
+            .update_column(data_version::Column::UpdatedAt)
             .to_owned(),
     )
-    .exec_without_returning(db)
-    .await?;
-    Ok(next)
+    .returning_col(data_version::Column::Version);
+    let row = db
+        .query_one(&stmt)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the bumped data version".to_owned()))?;
+    row.try_get("", "version")
 }

@@ -558,6 +558,8 @@ pub async fn enrich_sectors(
         source: req.holdings_dir.display().to_string(),
         scope: None,
         remove_gone: false,
+        dry_run: false,
+        guards: None,
     };
     let report = sync(db, &sync_req, inputs, clock, started_at).await?;
     Ok(EnrichReport {

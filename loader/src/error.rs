@@ -25,6 +25,9 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The write lock could not be taken (another writer held it too long).
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("database error during the load; nothing was changed: {0}")]
     Db(#[from] sea_orm::DbErr),
 }

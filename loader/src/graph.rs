@@ -233,7 +233,7 @@ pub async fn changes_to_group(
         .column(membership_change::Column::NewWeight)
         .inner_join(load_run::Entity)
         .filter(load_run::Column::Environment.eq(environment))
-        .filter(load_run::Column::Outcome.ne("failed"))
+        .filter(load_run::Column::State.is_in(["succeeded", "partial"]))
         .filter(membership_change::Column::GroupType.eq(group_type.as_str()))
         .filter(membership_change::Column::GroupName.eq(group_name));
     if let Some(since) = since {
@@ -258,7 +258,8 @@ pub struct RunSummary {
     pub source: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub outcome: String,
+    pub state: String,
+    pub holder: Option<String>,
     pub files_total: i32,
     pub files_loaded: i32,
     pub files_unchanged: i32,

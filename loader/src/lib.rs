@@ -8,6 +8,8 @@ pub mod diff;
 pub mod enrich;
 pub mod error;
 pub mod graph;
+pub mod guard;
+pub mod lock;
 pub mod members;
 pub mod organize;
 pub mod profile;

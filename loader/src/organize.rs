@@ -17,7 +17,7 @@ use crate::report::{LoadReport, Mode};
 use crate::run::hex;
 use crate::store;
 use crate::symbol::Symbol;
-use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, sync};
+use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, Writer, sync, sync_with};
 
 /// Creates or updates the sector groups (description and metadata only: their members are
 /// enrichment's). Sector groups are never removed here, since stocks point at them.
@@ -66,6 +66,8 @@ pub async fn organize_sectors(
         source: source.to_owned(),
         scope: None,
         remove_gone: false,
+        dry_run: false,
+        guards: None,
     };
     sync(db, &req, inputs, clock, started_at).await
 }
@@ -81,16 +83,37 @@ pub async fn organize_themes(
     let clock = Instant::now();
     let started_at = Utc::now();
     let themes = load_themes(themes_path)?;
-    let last = if mode == Mode::Incremental {
-        store::last_loaded_md5(db, environment, GroupType::Theme)
-            .await
-            .map_err(LoadError::from)?
-    } else {
-        Default::default()
+    let req = SyncRequest {
+        group_type: GroupType::Theme,
+        mode,
+        environment: environment.to_owned(),
+        kind: "theme",
+        source: themes_path.display().to_string(),
+        scope: None,
+        remove_gone: true,
+        dry_run: false,
+        guards: None,
     };
-    let stored = store::groups(db, environment, GroupType::Theme)
-        .await
-        .map_err(LoadError::from)?;
+    // The state the themes are compared with is read under the write lock.
+    let writer = Writer::begin(db, &req, started_at).await?;
+    let read = async {
+        let last = if req.effective_mode() == Mode::Incremental {
+            store::last_loaded_md5(db, environment, GroupType::Theme).await?
+        } else {
+            Default::default()
+        };
+        let stored = store::groups(db, environment, GroupType::Theme).await?;
+        Ok::<_, sea_orm::DbErr>((last, stored))
+    };
+    let (last, stored) = match read.await {
+        Ok(state) => state,
+        Err(e) => {
+            if let Some(writer) = writer {
+                writer.fail(db, &req, &e).await;
+            }
+            return Err(LoadError::from(e).into());
+        }
+    };
     let inputs = themes
         .iter()
         .map(|theme| {
@@ -139,16 +162,7 @@ pub async fn organize_themes(
             }
         })
         .collect();
-    let req = SyncRequest {
-        group_type: GroupType::Theme,
-        mode,
-        environment: environment.to_owned(),
-        kind: "theme",
-        source: themes_path.display().to_string(),
-        scope: None,
-        remove_gone: true,
-    };
-    Ok(sync(db, &req, inputs, clock, started_at).await?)
+    Ok(sync_with(db, &req, writer, inputs, clock).await?)
 }
 
 /// Why organizing could not run.

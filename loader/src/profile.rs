@@ -123,6 +123,8 @@ pub async fn build_stock_metadata(
         source: "memberships".to_owned(),
         scope: None,
         remove_gone: false,
+        dry_run: false,
+        guards: None,
     };
     Ok((sync(db, &req, inputs, clock, started_at).await?, without))
 }

@@ -40,8 +40,11 @@ pub enum FileStatus {
     Loaded,
     /// Skipped by an incremental load: its MD5 matches the last successful load.
     Unchanged,
-    /// Could not be read as holdings; its group kept its previous data.
+    /// Could not be read as holdings (or mostly bad rows); its group kept its previous data.
     Rejected,
+    /// Read, but a guard held it back (it would replace most of the group or move its total
+    /// weight); its group kept its previous data. `--force` applies it.
+    HeldBack,
 }
 
 impl FileStatus {
@@ -51,6 +54,7 @@ impl FileStatus {
             Self::Loaded => "loaded",
             Self::Unchanged => "unchanged",
             Self::Rejected => "rejected",
+            Self::HeldBack => "held_back",
         }
     }
 }
@@ -115,7 +119,10 @@ pub struct RemovedGroup {
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
     pub group_type: GroupType,
+    /// The run made, or shown by a dry run: `full` or `incremental`.
     pub mode: Mode,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
     pub environment: String,
     pub source: String,
     pub scope: Option<String>,
@@ -138,6 +145,7 @@ pub struct Totals {
     pub files_loaded: usize,
     pub files_unchanged: usize,
     pub files_rejected: usize,
+    pub files_held_back: usize,
     pub rows_read: usize,
     pub holdings: usize,
     pub counts: Counts,
@@ -147,9 +155,22 @@ pub struct Totals {
 }
 
 impl LoadReport {
-    /// Whether any file was rejected (the command then exits non-zero).
+    /// Whether any file was rejected or held back (the command then exits non-zero).
     pub fn failed(&self) -> bool {
-        self.totals.files_rejected > 0
+        self.totals.files_rejected + self.totals.files_held_back > 0
+    }
+
+    /// The run's final state: `succeeded` (every input applied or unchanged), `partial` (some
+    /// rejected or held back, the rest applied), `rejected` (none applied).
+    pub fn state(&self) -> &'static str {
+        let t = &self.totals;
+        if !self.failed() {
+            "succeeded"
+        } else if t.files_loaded > 0 || t.groups_removed > 0 {
+            "partial"
+        } else {
+            "rejected"
+        }
     }
 
     /// Recomputes the totals from the files.
@@ -164,6 +185,7 @@ impl LoadReport {
                 FileStatus::Loaded => t.files_loaded += 1,
                 FileStatus::Unchanged => t.files_unchanged += 1,
                 FileStatus::Rejected => t.files_rejected += 1,
+                FileStatus::HeldBack => t.files_held_back += 1,
             }
             t.rows_read += f.rows_read;
             t.holdings += f.holdings;
@@ -193,7 +215,7 @@ impl LoadReport {
         } else {
             "groups"
         };
-        let dry = self.mode == Mode::DryRun;
+        let dry = self.dry_run;
         for f in &self.files {
             let counts = &f.counts;
             let changes = format!(
@@ -206,6 +228,13 @@ impl LoadReport {
                     "REJECTED {kind}: {} — {}",
                     f.group_name,
                     f.error.as_deref().unwrap_or("rejected")
+                ),
+                FileStatus::HeldBack => writeln!(
+                    out,
+                    "{}HELD BACK {kind}: {} — {}",
+                    if dry { "[DRY RUN] " } else { "" },
+                    f.group_name,
+                    f.error.as_deref().unwrap_or("held back")
                 ),
                 FileStatus::Unchanged => writeln!(
                     out,
@@ -277,7 +306,7 @@ impl LoadReport {
             t.files,
             t.files_loaded,
             t.files_unchanged,
-            t.files_rejected,
+            t.files_rejected + t.files_held_back,
             t.rows_read,
             t.holdings,
             t.counts.created,

@@ -1,35 +1,41 @@
 //! A file load: which files, which mode, reading them, then [`crate::sync`] for the diff, the
 //! one transaction and the report.
 //!
-//! Files are read and diffed before the transaction opens, so a rejected file never touches
-//! the database and a dry run writes nothing at all. Everything a run writes (memberships,
-//! groups, the run record, its file records and membership changes, the data version) is
-//! committed together or not at all.
+//! A load first takes the database-wide write lock and records its run as `running`
+//! ([`crate::lock`]), then reads what is stored. A rejected or held-back file never touches the
+//! database and a dry run writes nothing at all, not even a run record. Everything a run
+//! changes (memberships, groups, its file records and membership changes, the data version,
+//! its final state) is committed together or not at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use entity::{GroupType, definition_group};
+use entity::GroupType;
 use md5::{Digest, Md5};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::error::LoadError;
+use crate::guard::Guards;
 use crate::members;
 use crate::read::{self, Expect, ParsedFile};
 use crate::report::{LoadReport, Mode};
 use crate::source::{self, SourceFile};
 use crate::store;
 use crate::symbol::ShareClasses;
-use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, sync};
+use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, Writer, sync_with};
 
 /// What to load.
 #[derive(Clone, Debug)]
 pub struct LoadRequest {
     /// `Etf` or `Universe`.
     pub group_type: GroupType,
+    /// `Full` or `Incremental` (`DryRun` is shorthand for an incremental dry run).
     pub mode: Mode,
+    /// Show what the run in `mode` would do; write nothing.
+    pub dry_run: bool,
     /// Touch this one group only (`SPY`, `sp500`).
     pub only: Option<String>,
     /// The holdings folder.
@@ -38,7 +44,14 @@ pub struct LoadRequest {
     /// A list of dotted share classes (`symbol,name`) that resolves compact spellings such as
     /// iShares' `BRKB` even when no other file names `BRK.B`. Optional.
     pub share_classes: Option<PathBuf>,
+    /// The guards against wrong files; `None` (`--force`) applies every file that reads.
+    pub guards: Option<Guards>,
+    /// Files larger than this are refused before they are read.
+    pub max_file_bytes: u64,
 }
+
+/// The default `--max-file-bytes`: 256 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Told about progress through the files; the CLI draws a bar, tests stay quiet.
 pub trait Progress: Send + Sync {
@@ -55,21 +68,20 @@ pub struct Quiet;
 
 impl Progress for Quiet {}
 
-/// One file after reading.
-struct Pending {
-    source: SourceFile,
-    md5: String,
-    read: Read,
-}
-
-enum Read {
-    Parsed(ParsedFile),
+/// One file after its first read: unchanged, rejected, or to be parsed again in the run.
+enum Checked {
+    Changed,
     Unchanged,
     Rejected(String),
 }
 
-/// Runs a load and returns its report. Rejected files are in the report (and make
-/// [`LoadReport::failed`] true); an `Err` means nothing was changed at all.
+/// Runs a load and returns its report. Rejected and held-back files are in the report (and
+/// make [`LoadReport::failed`] true); an `Err` means nothing was changed at all.
+///
+/// Each file is read twice, one file at a time: first to fingerprint and check it and to learn
+/// the share classes it names (which decide how other files' compact spellings resolve), then
+/// inside the run's transaction to be diffed and applied. Memory holds one file's rows at
+/// once, whatever the number of files.
 pub async fn load(
     db: &DatabaseConnection,
     req: &LoadRequest,
@@ -77,53 +89,7 @@ pub async fn load(
 ) -> Result<LoadReport, LoadError> {
     let clock = Instant::now();
     let started_at = Utc::now();
-    let env = req.environment.as_str();
     let files = select_files(req)?;
-    let stored_groups = store::groups(db, env, req.group_type).await?;
-    let last_md5 = if req.mode == Mode::Incremental {
-        store::last_loaded_md5(db, env, req.group_type).await?
-    } else {
-        HashMap::new()
-    };
-
-    progress.begin(files.len());
-    let mut pending = Vec::with_capacity(files.len());
-    for source in files {
-        progress.file(&source.file_name);
-        pending.push(read_one(source, req, &last_md5, &stored_groups));
-    }
-    progress.end();
-
-    let book = share_classes(db, req, &pending).await?;
-    let inputs = pending
-        .into_iter()
-        .map(|p| {
-            let outcome = match p.read {
-                Read::Unchanged => Outcome::Unchanged,
-                Read::Rejected(why) => Outcome::Rejected(why),
-                Read::Parsed(mut parsed) => {
-                    let members = members::desired(&mut parsed, &book);
-                    Outcome::Parsed(Parsed {
-                        shape: parsed.shape.as_str(),
-                        description: Some(describe(req.group_type, &p.source.group_name, &parsed)),
-                        metadata: Some(serde_json::json!({
-                            "source_file": p.source.file_name,
-                            "shape": parsed.shape.as_str(),
-                        })),
-                        rows_read: parsed.rows_read,
-                        skipped: parsed.skipped,
-                        members: Members::Exactly(members),
-                    })
-                }
-            };
-            Input {
-                file_name: p.source.file_name,
-                group_name: p.source.group_name,
-                md5: p.md5,
-                outcome,
-            }
-        })
-        .collect();
     let sync_req = SyncRequest {
         group_type: req.group_type,
         mode: req.mode,
@@ -132,8 +98,175 @@ pub async fn load(
         source: req.dir.display().to_string(),
         scope: req.only.clone(),
         remove_gone: true,
+        dry_run: req.dry_run,
+        guards: req.guards,
     };
-    sync(db, &sync_req, inputs, clock, started_at).await
+    // Everything compared with the files is read under the write lock.
+    let writer = Writer::begin(db, &sync_req, started_at).await?;
+    let prepared = prepare(db, req, &sync_req, files, progress).await;
+    let inputs = match prepared {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            if let Some(writer) = writer {
+                writer.fail(db, &sync_req, &e).await;
+            }
+            return Err(e.into());
+        }
+    };
+    sync_with(db, &sync_req, writer, inputs, clock).await
+}
+
+/// The first pass: fingerprints, checks, share classes; then the inputs that read each
+/// changed file again when the run reaches it.
+async fn prepare(
+    db: &DatabaseConnection,
+    req: &LoadRequest,
+    sync_req: &SyncRequest,
+    files: Vec<SourceFile>,
+    progress: &dyn Progress,
+) -> Result<Vec<Input>, DbErr> {
+    let env = req.environment.as_str();
+    let stored_groups = store::groups(db, env, req.group_type).await?;
+    let last_md5 = if sync_req.effective_mode() == Mode::Incremental {
+        store::last_loaded_md5(db, env, req.group_type).await?
+    } else {
+        HashMap::new()
+    };
+    let mut known = store::dotted_symbols(db, env).await?;
+    if let Some(path) = &req.share_classes
+        && let Ok(bytes) = std::fs::read(path)
+    {
+        match read::read(Expect::Universe, &bytes) {
+            Ok(list) => known.extend(list.holdings.into_iter().map(|h| h.symbol)),
+            Err(e) => tracing::warn!(file = %path.display(), "share class list ignored: {e}"),
+        }
+    }
+
+    progress.begin(files.len());
+    let mut checked = Vec::with_capacity(files.len());
+    for source in files {
+        progress.file(&source.file_name);
+        let (md5, state) = match read_bytes(&source, req) {
+            Err(why) => (String::new(), Checked::Rejected(why)),
+            Ok(bytes) => {
+                let md5 = hex(&Md5::digest(&bytes));
+                let unchanged = last_md5.get(&source.group_name) == Some(&md5)
+                    && stored_groups.contains_key(&source.group_name);
+                let state = if unchanged {
+                    Checked::Unchanged
+                } else {
+                    match read::read(expect(req.group_type), &bytes) {
+                        Ok(parsed) => {
+                            known.extend(crate::symbol::dotted(
+                                parsed.holdings.iter().map(|h| &h.symbol),
+                            ));
+                            Checked::Changed
+                        }
+                        Err(rejection) => {
+                            Checked::Rejected(format!("{}: {rejection}", source.file_name))
+                        }
+                    }
+                };
+                (md5, state)
+            }
+        };
+        checked.push((source, md5, state));
+    }
+    progress.end();
+
+    let book = Arc::new(ShareClasses::new(&known));
+    let inputs = checked
+        .into_iter()
+        .map(|(source, md5, state)| {
+            let outcome = match state {
+                Checked::Unchanged => Outcome::Unchanged,
+                Checked::Rejected(why) => Outcome::Rejected(why),
+                Checked::Changed => {
+                    let book = Arc::clone(&book);
+                    let req = req.clone();
+                    let source = source.clone();
+                    let md5 = md5.clone();
+                    Outcome::Deferred(Box::new(move || reread(&source, &req, &md5, &book)))
+                }
+            };
+            Input {
+                file_name: source.file_name,
+                group_name: source.group_name,
+                md5,
+                outcome,
+            }
+        })
+        .collect();
+    Ok(inputs)
+}
+
+/// The second read of a changed file, inside the run: the same bytes (or a rejection if the
+/// file changed in between), parsed into the memberships it asks for.
+fn reread(source: &SourceFile, req: &LoadRequest, md5: &str, book: &ShareClasses) -> Outcome {
+    let bytes = match read_bytes(source, req) {
+        Ok(bytes) => bytes,
+        Err(why) => return Outcome::Rejected(why),
+    };
+    if hex(&Md5::digest(&bytes)) != md5 {
+        return Outcome::Rejected(format!(
+            "{}: the file changed while it was being loaded; load it again",
+            source.file_name
+        ));
+    }
+    let mut parsed = match read::read(expect(req.group_type), &bytes) {
+        Ok(parsed) => parsed,
+        Err(rejection) => return Outcome::Rejected(format!("{}: {rejection}", source.file_name)),
+    };
+    drop(bytes);
+    let members = members::desired(&mut parsed, book);
+    Outcome::Parsed(Parsed {
+        shape: parsed.shape.as_str(),
+        description: Some(describe(req.group_type, &source.group_name, &parsed)),
+        metadata: Some(serde_json::json!({
+            "source_file": source.file_name,
+            "shape": parsed.shape.as_str(),
+        })),
+        rows_read: parsed.rows_read,
+        skipped: parsed.skipped,
+        members: Members::Exactly(members),
+    })
+}
+
+fn expect(group_type: GroupType) -> Expect {
+    match group_type {
+        GroupType::Etf => Expect::Holdings,
+        _ => Expect::Universe,
+    }
+}
+
+/// A group file's bytes, or why it cannot be one: not a regular file (a directory, a broken
+/// or looping symlink, a socket), larger than the limit, or unreadable.
+fn read_bytes(source: &SourceFile, req: &LoadRequest) -> Result<Vec<u8>, String> {
+    let name = &source.file_name;
+    let meta = std::fs::metadata(&source.path).map_err(|e| match e.raw_os_error() {
+        Some(40) => format!("{name}: a symbolic link loop, not a file"),
+        _ if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("{name}: a broken symbolic link (its target does not exist)")
+        }
+        _ => format!("{name}: cannot read the file: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!("{name}: a directory, not a file"));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "{name}: not a regular file (a socket, pipe or device)"
+        ));
+    }
+    if meta.len() > req.max_file_bytes {
+        return Err(format!(
+            "{name}: {} bytes, larger than the {} bytes allowed (--max-file-bytes); nothing \
+             was read",
+            meta.len(),
+            req.max_file_bytes
+        ));
+    }
+    std::fs::read(&source.path).map_err(|e| format!("{name}: cannot read the file: {e}"))
 }
 
 /// The group files this request covers.
@@ -172,70 +305,9 @@ fn select_files(req: &LoadRequest) -> Result<Vec<SourceFile>, LoadError> {
     Ok(files)
 }
 
-fn read_one(
-    source: SourceFile,
-    req: &LoadRequest,
-    last_md5: &HashMap<String, String>,
-    stored_groups: &BTreeMap<String, definition_group::Model>,
-) -> Pending {
-    let bytes = match std::fs::read(&source.path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let why = format!("{}: cannot read the file: {e}", source.file_name);
-            return Pending {
-                source,
-                md5: String::new(),
-                read: Read::Rejected(why),
-            };
-        }
-    };
-    let md5 = hex(&Md5::digest(&bytes));
-    let unchanged = req.mode == Mode::Incremental
-        && last_md5.get(&source.group_name) == Some(&md5)
-        && stored_groups.contains_key(&source.group_name);
-    let expect = match req.group_type {
-        GroupType::Etf => Expect::Holdings,
-        _ => Expect::Universe,
-    };
-    let read = if unchanged {
-        Read::Unchanged
-    } else {
-        match read::read(expect, &bytes) {
-            Ok(parsed) => Read::Parsed(parsed),
-            Err(rejection) => Read::Rejected(format!("{}: {rejection}", source.file_name)),
-        }
-    };
-    Pending { source, md5, read }
-}
-
 /// Lower-case hexadecimal of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Every dotted share class this load knows: the shipped list, the database, the files.
-async fn share_classes(
-    db: &impl ConnectionTrait,
-    req: &LoadRequest,
-    pending: &[Pending],
-) -> Result<ShareClasses, DbErr> {
-    let mut known = store::dotted_symbols(db, &req.environment).await?;
-    if let Some(path) = &req.share_classes
-        && let Ok(bytes) = std::fs::read(path)
-    {
-        match read::read(Expect::Universe, &bytes) {
-            Ok(list) => known.extend(list.holdings.into_iter().map(|h| h.symbol)),
-            Err(e) => tracing::warn!(file = %path.display(), "share class list ignored: {e}"),
-        }
-    }
-    for p in pending {
-        if let Read::Parsed(parsed) = &p.read {
-            known.extend(crate::symbol::dotted(
-                parsed.holdings.iter().map(|h| &h.symbol),
-            ));
-        }
-    }
-    Ok(ShareClasses::new(&known))
 }
 
 /// A group's description: the fund name a provider file gives, a universe's index name, else

@@ -6,7 +6,9 @@
 //! - Universes: `nasdaq100.csv`, `sp500.csv`, `dow30.csv`, `russell3000.csv`, or any
 //!   `{key}_universe.csv`. The group is the key in lower case.
 //!
-//! Anything else (and sub-folders such as `classifications/`) is not a group file.
+//! Anything else (and sub-folders such as `classifications/`) is not a group file. Whatever
+//! bears a group file's name is listed, whatever it is; the load rejects what is not a
+//! regular file.
 
 use std::path::{Path, PathBuf};
 
@@ -85,9 +87,9 @@ pub fn discover(dir: &Path, group_type: GroupType) -> Result<Vec<SourceFile>, So
     let mut files: Vec<SourceFile> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
-        if !entry.file_type().map_err(unreadable)?.is_file() {
-            continue;
-        }
+        // Whatever bears a group file's name is that group's input, even a directory or a
+        // broken link: the load rejects it and the group keeps its data, where skipping it
+        // would make a full load take the group's file for gone.
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let Some((kind, group_name)) = classify(&file_name) else {
             continue;

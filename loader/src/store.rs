@@ -56,6 +56,30 @@ pub async fn memberships(
     Ok(out)
 }
 
+/// The stored memberships of one group, by symbol: the one read a load makes of a group's
+/// state before diffing it.
+pub async fn group_memberships(
+    db: &impl ConnectionTrait,
+    group_id: i32,
+) -> Result<BTreeMap<Symbol, Stored>, DbErr> {
+    Ok(group_membership::Entity::find()
+        .filter(group_membership::Column::GroupId.eq(group_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            (
+                Symbol::from_normalised(row.symbol),
+                Stored {
+                    id: row.id,
+                    weight: row.weight,
+                    metadata: row.metadata,
+                },
+            )
+        })
+        .collect())
+}
+
 /// The MD5 of each group's file at its last successful load (loaded or found unchanged).
 pub async fn last_loaded_md5(
     db: &impl ConnectionTrait,

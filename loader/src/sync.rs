@@ -3,19 +3,21 @@
 //! file loaders, the theme organiser and sector enrichment all go through here, so every one
 //! of them records its runs and changes the same way.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use entity::{GroupType, definition_group, load_run, load_run_file};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, TransactionTrait,
 };
 
 use crate::apply::{self, GroupSpec};
 use crate::diff::{Desired, GroupDiff, Stored, diff};
 use crate::error::LoadError;
+use crate::guard::{self, Guards};
+use crate::lock::{self, WriteLock};
 use crate::read::Skipped;
 use crate::report::{Counts, FileReport, FileStatus, LoadReport, Mode, RemovedGroup, Totals};
 use crate::store;
@@ -33,8 +35,31 @@ pub struct SyncRequest {
     pub source: String,
     /// The one group a run is limited to, if any (no group is then removed).
     pub scope: Option<String>,
-    /// Whether a full (or dry) run removes stored groups that no input names.
+    /// Whether a full run removes stored groups that no input names.
     pub remove_gone: bool,
+    /// Compute and report everything, write nothing (with `mode` saying which run to show).
+    pub dry_run: bool,
+    /// The guards against wrong files (`None`: not checked, as for definitions or `--force`).
+    pub guards: Option<Guards>,
+}
+
+impl SyncRequest {
+    /// Whether nothing is written (`dry_run`, or the `DryRun` shorthand mode).
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run || self.mode == Mode::DryRun
+    }
+
+    /// The mode whose run is made or shown: `DryRun` alone shows an incremental run.
+    pub fn effective_mode(&self) -> Mode {
+        match self.mode {
+            Mode::DryRun => Mode::Incremental,
+            mode => mode,
+        }
+    }
+
+    fn mode_name(&self) -> &'static str {
+        self.effective_mode().as_str()
+    }
 }
 
 /// One group's input: a file, a theme definition, a sector's computed members.
@@ -55,6 +80,8 @@ pub enum Outcome {
     Unchanged,
     /// Could not be read; the group keeps what it has.
     Rejected(String),
+    /// Read when its turn comes, inside the run: only one group's rows are in memory at once.
+    Deferred(Box<dyn FnOnce() -> Outcome + Send>),
 }
 
 /// What an input wants its group to be.
@@ -102,7 +129,73 @@ pub fn member_inputs(
         .collect()
 }
 
-/// Diffs the inputs against the stored groups of the request's type and applies the result.
+/// A run that holds the write lock: its `running` record is committed, and it finishes inside
+/// the transaction that applies its data (or is marked `failed` after a rollback). A dry run
+/// has none: it writes nothing, not even a run record.
+pub struct Writer {
+    lock: WriteLock,
+    run_id: i32,
+    started_at: DateTime<Utc>,
+}
+
+impl Writer {
+    /// Takes the write lock, marks runs left `running` by dead processes `abandoned`, and
+    /// records this run as `running`. `None` for a dry run.
+    pub async fn begin(
+        db: &DatabaseConnection,
+        req: &SyncRequest,
+        started_at: DateTime<Utc>,
+    ) -> Result<Option<Self>, LoadError> {
+        if req.is_dry_run() {
+            return Ok(None);
+        }
+        let lock = WriteLock::acquire(db, lock::timeout()).await?;
+        let now = Utc::now();
+        let recorded = async {
+            lock::abandon_orphans(db, now).await?;
+            let mut model = run_model(req, started_at, "running", None);
+            model.holder = Set(Some(lock::this_process()));
+            load_run::Entity::insert(model).exec(db).await
+        }
+        .await;
+        match recorded {
+            Ok(run) => Ok(Some(Self {
+                lock,
+                run_id: run.last_insert_id,
+                started_at,
+            })),
+            Err(e) => {
+                lock.release().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> i32 {
+        self.run_id
+    }
+
+    /// Ends a run that could not go on: records it `failed` with the error, releases the lock.
+    pub async fn fail(
+        self,
+        db: &DatabaseConnection,
+        req: &SyncRequest,
+        error: &(dyn std::fmt::Display + Sync),
+    ) {
+        let mut model = run_model(req, self.started_at, "failed", Some(error.to_string()));
+        model.id = Set(self.run_id);
+        model.holder = NotSet;
+        model.finished_at = Set(Some(Utc::now()));
+        if let Err(e) = load_run::Entity::update(model).exec(db).await {
+            tracing::warn!(run.id = self.run_id, "could not record the failed run: {e}");
+        }
+        self.lock.release().await;
+    }
+}
+
+/// Diffs the inputs against the stored groups of the request's type and applies the result,
+/// holding the write lock throughout (taken here).
 pub async fn sync(
     db: &DatabaseConnection,
     req: &SyncRequest,
@@ -110,99 +203,159 @@ pub async fn sync(
     clock: Instant,
     started_at: DateTime<Utc>,
 ) -> Result<LoadReport, LoadError> {
+    let writer = Writer::begin(db, req, started_at).await?;
+    sync_with(db, req, writer, inputs, clock).await
+}
+
+/// [`sync`] for a caller that took the lock itself (it read state of its own under it).
+#[tracing::instrument(skip_all, fields(load.kind = req.kind, load.mode = req.mode_name()))]
+pub async fn sync_with(
+    db: &DatabaseConnection,
+    req: &SyncRequest,
+    writer: Option<Writer>,
+    inputs: Vec<Input>,
+    clock: Instant,
+) -> Result<LoadReport, LoadError> {
+    let Some(writer) = writer else {
+        return match apply_all(db, req, None, inputs).await {
+            Ok(mut report) => {
+                report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
+                Ok(report)
+            }
+            Err(e) => Err(e.into()),
+        };
+    };
+    let outcome = async {
+        let txn = db.begin().await?;
+        let report = apply_all(
+            db,
+            req,
+            Some((&txn, writer.run_id, writer.started_at)),
+            inputs,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(report)
+    }
+    .await;
+    match outcome {
+        Ok(mut report) => {
+            writer.lock.release().await;
+            report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                run.id = report.run_id,
+                load.files = report.totals.files,
+                load.rows_skipped = report.totals.skipped,
+                duration_ms = report.elapsed_ms,
+                "load committed"
+            );
+            Ok(report)
+        }
+        Err(e) => {
+            writer.fail(db, req, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The transaction a run writes in, its run id and start.
+type Txn<'a> = (&'a DatabaseTransaction, i32, DateTime<Utc>);
+
+/// Reads, guards, diffs and (with a transaction) applies every input, one group at a time, so
+/// memory holds one group's rows at once; then removes gone groups and finishes the run.
+async fn apply_all(
+    db: &DatabaseConnection,
+    req: &SyncRequest,
+    txn: Option<Txn<'_>>,
+    inputs: Vec<Input>,
+) -> Result<LoadReport, DbErr> {
     let env = req.environment.as_str();
-    let stored_groups = store::groups(db, env, req.group_type).await?;
+    let stored_groups = match txn {
+        Some((t, _, _)) => store::groups(t, env, req.group_type).await?,
+        None => store::groups(db, env, req.group_type).await?,
+    };
     let present: HashSet<&str> = inputs.iter().map(|p| p.group_name.as_str()).collect();
-    let gone: Vec<&definition_group::Model> = if req.scope.is_none() && req.remove_gone {
+    let gone: Vec<definition_group::Model> = if req.scope.is_none() && req.remove_gone {
         stored_groups
             .values()
             .filter(|g| !present.contains(g.name.as_str()))
+            .cloned()
             .collect()
     } else {
         Vec::new()
     };
-    let remove_gone = req.mode != Mode::Incremental;
-    let mut ids: Vec<i32> = inputs
-        .iter()
-        .filter(|p| matches!(p.outcome, Outcome::Parsed(_)))
-        .filter_map(|p| stored_groups.get(&p.group_name).map(|g| g.id))
-        .collect();
-    if remove_gone {
-        ids.extend(gone.iter().map(|g| g.id));
-    }
-    let mut stored_members = store::memberships(db, &ids).await?;
-
-    let mut plans = Vec::new();
-    let mut reports = Vec::new();
+    let remove_gone = req.effective_mode() == Mode::Full;
+    let now = Utc::now();
+    let mut changed = false;
+    let mut files = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let (report, plan) = plan(input, &stored_groups, &mut stored_members, req.group_type);
-        reports.push(report);
-        if let Some(plan) = plan {
-            plans.push(plan);
+        let existing = stored_groups.get(&input.group_name);
+        let stored = match (existing, &txn) {
+            (Some(g), Some((t, _, _))) => store::group_memberships(*t, g.id).await?,
+            (Some(g), None) => store::group_memberships(db, g.id).await?,
+            (None, _) => BTreeMap::new(),
+        };
+        let (report, plan) = plan(input, existing, stored, req);
+        if let (Some(plan), Some((t, run_id, _))) = (plan, &txn) {
+            changed |= apply_plan(*t, req, *run_id, &plan, now).await?;
+        }
+        files.push(report);
+    }
+
+    let mut removed_groups = Vec::new();
+    let mut missing_files = Vec::new();
+    for g in &gone {
+        if !remove_gone {
+            missing_files.push(g.name.clone());
+            continue;
+        }
+        let members = match &txn {
+            Some((t, _, _)) => store::group_memberships(*t, g.id).await?,
+            None => store::group_memberships(db, g.id).await?,
+        };
+        let diff = diff(&BTreeMap::new(), &members);
+        removed_groups.push(RemovedGroup {
+            group_name: g.name.clone(),
+            members: diff.removed.len(),
+        });
+        if let Some((t, run_id, _)) = &txn {
+            apply::record_changes(
+                *t,
+                *run_id,
+                apply::change_rows(req.group_type, &g.name, &diff).collect::<Vec<_>>(),
+            )
+            .await?;
+            apply::delete_group(*t, g.id).await?;
+            changed = true;
         }
     }
-    let removed: Vec<(i32, RemovedGroup, GroupDiff)> = if remove_gone {
-        gone.iter()
-            .map(|g| {
-                let members = stored_members.remove(&g.id).unwrap_or_default();
-                let diff = diff(&BTreeMap::new(), &members);
-                let removed = RemovedGroup {
-                    group_name: g.name.clone(),
-                    members: diff.removed.len(),
-                };
-                (g.id, removed, diff)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
 
     let mut report = LoadReport {
         group_type: req.group_type,
-        mode: req.mode,
+        mode: req.effective_mode(),
+        dry_run: req.is_dry_run(),
         environment: env.to_owned(),
         source: req.source.clone(),
         scope: req.scope.clone(),
         run_id: None,
         data_version: None,
-        files: reports,
-        removed_groups: removed.iter().map(|(_, r, _)| r.clone()).collect(),
-        missing_files: if remove_gone {
-            Vec::new()
-        } else {
-            gone.iter().map(|g| g.name.clone()).collect()
-        },
+        files,
+        removed_groups,
+        missing_files,
         totals: Totals::default(),
         elapsed_ms: 0.0,
     };
     report.total();
-    if req.mode == Mode::DryRun {
-        report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
-        return Ok(report);
-    }
-
-    let txn = db.begin().await?;
-    match write(&txn, req, &plans, &removed, &mut report, started_at).await {
-        Ok(()) => txn.commit().await?,
-        Err(e) => {
-            drop(txn);
-            record_failure(db, req, started_at, &e).await;
-            return Err(e.into());
+    if let Some((t, run_id, started_at)) = txn {
+        if changed {
+            report.data_version = Some(apply::bump_data_version(t, env, now).await?);
         }
+        finish(t, req, run_id, started_at, &mut report).await?;
     }
-    report.elapsed_ms = clock.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(
-        load.kind = req.kind,
-        load.mode = req.mode.as_str(),
-        load.files = report.totals.files,
-        load.rows_skipped = report.totals.skipped,
-        duration_ms = report.elapsed_ms,
-        "load committed"
-    );
     Ok(report)
 }
 
-/// What the transaction will do for one file's group.
+/// What the transaction will do for one input's group.
 struct Plan {
     group_name: String,
     existing: Option<definition_group::Model>,
@@ -213,13 +366,13 @@ struct Plan {
 
 fn plan(
     input: Input,
-    stored_groups: &BTreeMap<String, definition_group::Model>,
-    stored_members: &mut HashMap<i32, BTreeMap<Symbol, Stored>>,
-    group_type: GroupType,
+    existing: Option<&definition_group::Model>,
+    stored: BTreeMap<Symbol, Stored>,
+    req: &SyncRequest,
 ) -> (FileReport, Option<Plan>) {
     let mut report = FileReport {
         file_name: input.file_name,
-        group_type,
+        group_type: req.group_type,
         group_name: input.group_name.clone(),
         status: FileStatus::Loaded,
         md5: input.md5,
@@ -232,119 +385,130 @@ fn plan(
         skipped: Vec::new(),
         error: None,
     };
-    match input.outcome {
+    let outcome = match input.outcome {
+        Outcome::Deferred(read) => read(),
+        other => other,
+    };
+    let parsed = match outcome {
         Outcome::Unchanged => {
             report.status = FileStatus::Unchanged;
-            (report, None)
+            return (report, None);
         }
         Outcome::Rejected(why) => {
             report.status = FileStatus::Rejected;
             report.error = Some(why);
-            (report, None)
+            return (report, None);
         }
-        Outcome::Parsed(parsed) => {
-            let existing = stored_groups.get(&input.group_name).cloned();
-            let stored = existing
-                .as_ref()
-                .and_then(|g| stored_members.remove(&g.id))
-                .unwrap_or_default();
-            let diff = match &parsed.members {
-                Members::Exactly(members) => diff(members, &stored),
-                Members::Keep => GroupDiff {
-                    unchanged: stored.len(),
-                    ..GroupDiff::default()
-                },
-            };
-            let description = parsed
-                .description
-                .or_else(|| existing.as_ref().and_then(|g| g.description.clone()));
-            let metadata = parsed
-                .metadata
-                .or_else(|| existing.as_ref().and_then(|g| g.metadata.clone()));
-            report.shape = Some(parsed.shape);
-            report.description = description.clone();
-            report.rows_read = parsed.rows_read;
-            report.holdings = match &parsed.members {
-                Members::Exactly(members) => members.len(),
-                Members::Keep => stored.len(),
-            };
-            report.counts = Counts {
-                created: diff.added.len(),
-                updated: diff.updated.len(),
-                reweighted: diff.reweighted(),
-                deleted: diff.removed.len(),
-                unchanged: diff.unchanged,
-            };
-            for s in &parsed.skipped {
-                *report.skipped_by_reason.entry(s.reason).or_default() += 1;
-            }
-            report.skipped = parsed.skipped;
-            let plan = Plan {
-                group_name: input.group_name,
-                existing,
-                description,
-                metadata,
-                diff,
-            };
-            (report, Some(plan))
+        Outcome::Deferred(_) => {
+            report.status = FileStatus::Rejected;
+            report.error = Some(format!("{}: could not be read", report.file_name));
+            return (report, None);
         }
+        Outcome::Parsed(parsed) => parsed,
+    };
+    report.shape = Some(parsed.shape);
+    report.rows_read = parsed.rows_read;
+    for s in &parsed.skipped {
+        *report.skipped_by_reason.entry(s.reason).or_default() += 1;
     }
+    if let Some(guards) = &req.guards
+        && let Some(why) = guard::skipped_rows(guards, parsed.rows_read, &parsed.skipped)
+    {
+        report.status = FileStatus::Rejected;
+        report.error = Some(format!("{}: {why}", report.file_name));
+        report.skipped = parsed.skipped;
+        return (report, None);
+    }
+    let diff = match &parsed.members {
+        Members::Exactly(members) => diff(members, &stored),
+        Members::Keep => GroupDiff {
+            unchanged: stored.len(),
+            ..GroupDiff::default()
+        },
+    };
+    report.holdings = match &parsed.members {
+        Members::Exactly(members) => members.len(),
+        Members::Keep => stored.len(),
+    };
+    report.counts = Counts {
+        created: diff.added.len(),
+        updated: diff.updated.len(),
+        reweighted: diff.reweighted(),
+        deleted: diff.removed.len(),
+        unchanged: diff.unchanged,
+    };
+    report.skipped = parsed.skipped;
+    if let (Some(guards), Members::Exactly(members)) = (&req.guards, &parsed.members)
+        && let Some(why) = guard::replacement(guards, &stored, members, &diff)
+    {
+        report.status = FileStatus::HeldBack;
+        report.error = Some(format!(
+            "{} held back for {} {}: {why}",
+            report.file_name,
+            req.group_type.as_str(),
+            report.group_name
+        ));
+        return (report, None);
+    }
+    let description = parsed
+        .description
+        .or_else(|| existing.and_then(|g| g.description.clone()));
+    let metadata = parsed
+        .metadata
+        .or_else(|| existing.and_then(|g| g.metadata.clone()));
+    report.description = description.clone();
+    let plan = Plan {
+        group_name: input.group_name,
+        existing: existing.cloned(),
+        description,
+        metadata,
+        diff,
+    };
+    (report, Some(plan))
 }
 
-async fn write(
+/// Applies one group's plan and records its changes; returns whether anything changed.
+async fn apply_plan(
     txn: &impl ConnectionTrait,
     req: &SyncRequest,
-    plans: &[Plan],
-    removed: &[(i32, RemovedGroup, GroupDiff)],
-    report: &mut LoadReport,
-    started_at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let env = req.environment.as_str();
-    let run = load_run::Entity::insert(run_model(req, started_at, "running", None))
-        .exec(txn)
-        .await?;
-    let run_id = run.last_insert_id;
-
-    let mut changed = !removed.is_empty();
-    for plan in plans {
-        let group_changed = plan
-            .existing
-            .as_ref()
-            .is_none_or(|g| g.description != plan.description || g.metadata != plan.metadata);
-        let group_id = apply::upsert_group(
-            txn,
-            plan.existing.as_ref(),
-            GroupSpec {
-                environment: env,
-                group_type: req.group_type,
-                name: &plan.group_name,
-                description: plan.description.clone(),
-                metadata: plan.metadata.clone(),
-            },
-            now,
-        )
-        .await?;
-        apply::apply_diff(txn, group_id, &plan.diff, now).await?;
-        changed |= group_changed || !plan.diff.is_empty();
-    }
+    run_id: i32,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let group_changed = plan
+        .existing
+        .as_ref()
+        .is_none_or(|g| g.description != plan.description || g.metadata != plan.metadata);
+    let group_id = apply::upsert_group(
+        txn,
+        plan.existing.as_ref(),
+        GroupSpec {
+            environment: req.environment.as_str(),
+            group_type: req.group_type,
+            name: &plan.group_name,
+            description: plan.description.clone(),
+            metadata: plan.metadata.clone(),
+        },
+        now,
+    )
+    .await?;
+    apply::apply_diff(txn, group_id, &plan.diff, now).await?;
     // Collected before the await: a lazy iterator of closures held across it would make the
     // future's Send-ness depend on higher-ranked lifetimes the compiler cannot prove.
-    let mut changes = Vec::new();
-    for p in plans {
-        changes.extend(apply::change_rows(req.group_type, &p.group_name, &p.diff));
-    }
-    for (_, r, d) in removed {
-        changes.extend(apply::change_rows(req.group_type, &r.group_name, d));
-    }
+    let changes: Vec<_> =
+        apply::change_rows(req.group_type, &plan.group_name, &plan.diff).collect();
     apply::record_changes(txn, run_id, changes).await?;
-    for (group_id, _, _) in removed {
-        apply::delete_group(txn, *group_id).await?;
-    }
-    if changed {
-        report.data_version = Some(apply::bump_data_version(txn, env, now).await?);
-    }
+    Ok(group_changed || !plan.diff.is_empty())
+}
 
+/// Records the run's files and finishes its record, inside the run's transaction.
+async fn finish(
+    txn: &impl ConnectionTrait,
+    req: &SyncRequest,
+    run_id: i32,
+    started_at: DateTime<Utc>,
+    report: &mut LoadReport,
+) -> Result<(), DbErr> {
     let file_rows = report.files.iter().map(|f| load_run_file::ActiveModel {
         id: NotSet,
         run_id: Set(run_id),
@@ -363,26 +527,22 @@ async fn write(
         unchanged: Set(count(f.counts.unchanged)),
         error: Set(f.error.clone()),
     });
-    load_run_file::Entity::insert_many(file_rows)
-        .exec_without_returning(txn)
-        .await?;
+    for chunk in file_rows.collect::<Vec<_>>().chunks(200) {
+        load_run_file::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
 
     report.run_id = Some(run_id);
     let t = &report.totals;
-    let outcome = if t.files_rejected == 0 {
-        "success"
-    } else if t.files_rejected == t.files {
-        "failed"
-    } else {
-        "partial"
-    };
-    let mut model = run_model(req, started_at, outcome, None);
+    let mut model = run_model(req, started_at, report.state(), None);
     model.id = Set(run_id);
+    model.holder = NotSet;
     model.finished_at = Set(Some(Utc::now()));
     model.files_total = Set(count(t.files));
     model.files_loaded = Set(count(t.files_loaded));
     model.files_unchanged = Set(count(t.files_unchanged));
-    model.files_rejected = Set(count(t.files_rejected));
+    model.files_rejected = Set(count(t.files_rejected + t.files_held_back));
     model.rows_read = Set(count(t.rows_read));
     model.created = Set(count(t.counts.created));
     model.updated = Set(count(t.counts.updated));
@@ -405,19 +565,19 @@ async fn write(
 fn run_model(
     req: &SyncRequest,
     started_at: DateTime<Utc>,
-    outcome: &str,
+    state: &str,
     error: Option<String>,
 ) -> load_run::ActiveModel {
     load_run::ActiveModel {
         id: NotSet,
         environment: Set(req.environment.clone()),
         kind: Set(req.kind.to_owned()),
-        mode: Set(req.mode.as_str().to_owned()),
+        mode: Set(req.mode_name().to_owned()),
         scope: Set(req.scope.clone()),
         source: Set(req.source.clone()),
         started_at: Set(started_at),
         finished_at: Set(None),
-        outcome: Set(outcome.to_owned()),
+        state: Set(state.to_owned()),
         files_total: Set(0),
         files_loaded: Set(0),
         files_unchanged: Set(0),
@@ -432,21 +592,7 @@ fn run_model(
         data_version: Set(None),
         error: Set(error),
         report: Set(None),
-    }
-}
-
-/// After a rolled-back load, leaves a record that it failed (best effort: the error that
-/// caused the rollback is what the caller reports).
-async fn record_failure(
-    db: &DatabaseConnection,
-    req: &SyncRequest,
-    started_at: DateTime<Utc>,
-    error: &DbErr,
-) {
-    let mut model = run_model(req, started_at, "failed", Some(error.to_string()));
-    model.finished_at = Set(Some(Utc::now()));
-    if let Err(e) = load_run::Entity::insert(model).exec(db).await {
-        tracing::warn!("could not record the failed run: {e}");
+        holder: Set(None),
     }
 }
 

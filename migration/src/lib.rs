@@ -9,6 +9,7 @@ mod m20261124_000003_create_load_runs;
 mod m20261124_000004_create_load_run_files;
 mod m20261124_000005_create_membership_changes;
 mod m20261124_000006_create_data_versions;
+mod m20261201_000007_rename_load_runs_outcome_to_state;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_create_load_run_files::Migration),
             Box::new(m20261124_000005_create_membership_changes::Migration),
             Box::new(m20261124_000006_create_data_versions::Migration),
+            Box::new(m20261201_000007_rename_load_runs_outcome_to_state::Migration),
         ]
     }
 }

@@ -415,7 +415,14 @@ async fn a_cli_load_in_another_process_is_visible_to_the_next_query() {
     std::fs::write(&path, kept.join("\n") + "\n").expect("write");
     // `app.run` opens its own connection, as another process would.
     let out = app
-        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .run(&[
+            "--holdings-dir",
+            &h,
+            "load-etf-holdings",
+            "--etf",
+            "XLE",
+            "--force",
+        ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let after = gql(&router, query, None).await;
@@ -553,7 +560,7 @@ async fn analytics_agree_with_the_tables() {
         &router,
         r#"{ overlap(a: "SPY", b: "QQQ") { common overlapWeight } holders(symbol: "NVDA", first: 3) { weight group { name } }
             exposure(group: "XLK", by: SECTOR) { key members weight } symbols(groups: ["dow30", "XLE"])
-            stats { etfs sectors themes universes stocks } loadRuns(first: 2) { kind outcome }
+            stats { etfs sectors themes universes stocks } loadRuns(first: 2) { kind state }
             changes(group: "SPY") { symbol change } }"#,
         None,
     )
@@ -733,7 +740,14 @@ async fn a_read_that_ends_after_a_load_committed_never_fills_the_new_versions_ca
     let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
     std::fs::write(&path, kept.join("\n") + "\n").expect("write");
     let out = app
-        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .run(&[
+            "--holdings-dir",
+            &h,
+            "load-etf-holdings",
+            "--etf",
+            "XLE",
+            "--force",
+        ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
@@ -827,7 +841,14 @@ async fn a_cursor_from_before_a_load_is_refused_rather_than_skipping_or_repeatin
     let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
     std::fs::write(&path, kept.join("\n") + "\n").expect("write");
     let out = app
-        .run(&["--holdings-dir", &h, "load-etf-holdings", "--etf", "XLE"])
+        .run(&[
+            "--holdings-dir",
+            &h,
+            "load-etf-holdings",
+            "--etf",
+            "XLE",
+            "--force",
+        ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 

@@ -431,6 +431,8 @@ async fn dry_run_leaves_every_table_as_it_was() {
     )
     .expect("write");
     let loaded = app.dump().await;
+    // The default (incremental) dry run says what an incremental load does: it keeps a group
+    // whose file is gone, and holds back a file that would replace most of its group.
     let out = app
         .run(&[
             "--holdings-dir",
@@ -438,6 +440,24 @@ async fn dry_run_leaves_every_table_as_it_was() {
             "load-etf-holdings",
             "--mode",
             "dry-run",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("Kept ETF: XLB"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("[DRY RUN] HELD BACK ETF: XLC"),
+        "{}",
+        out.stdout
+    );
+    // A full dry run, forced, removes XLB and replaces XLC.
+    let out = app
+        .run(&[
+            "--holdings-dir",
+            &dir_s,
+            "load-etf-holdings",
+            "--rebuild",
+            "--dry-run",
+            "--force",
         ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -636,7 +656,7 @@ async fn a_failure_injected_halfway_through_a_full_load_leaves_the_previous_data
     );
     assert_eq!(app.dump_graph().await, before);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM load_runs WHERE outcome = 'failed'")
+        app.count("SELECT COUNT(*) FROM load_runs WHERE state = 'failed'")
             .await,
         1
     );

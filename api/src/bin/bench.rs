@@ -93,10 +93,13 @@ fn request(group_type: GroupType, mode: Mode, dir: &Path) -> LoadRequest {
     LoadRequest {
         group_type,
         mode,
+        dry_run: false,
         only: None,
         dir: dir.to_owned(),
         environment: "DEFAULT".to_owned(),
         share_classes: Some(PathBuf::from("definitions/share_classes.csv")),
+        guards: None,
+        max_file_bytes: loader::run::DEFAULT_MAX_FILE_BYTES,
     }
 }
 

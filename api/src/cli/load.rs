@@ -13,15 +13,20 @@ use crate::config::Config;
 #[derive(Args, Debug, Clone, Default)]
 pub struct ModeArgs {
     /// full: stored groups become exactly the input; incremental: skip inputs whose MD5 is
-    /// unchanged and diff the rest; dry-run: print the diff, write nothing.
+    /// unchanged and diff the rest; dry-run: same as `--dry-run` (an incremental dry run).
     #[arg(long, value_enum, default_value_t = ModeArg::Incremental)]
     pub mode: ModeArg,
     /// Same as `--mode full`.
     #[arg(long)]
     pub rebuild: bool,
-    /// Same as `--mode dry-run` (wins over every other mode).
+    /// Print what the run in the chosen mode would do (`--rebuild --dry-run`: a full run);
+    /// write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Apply files the guards hold back (mostly invalid rows, most of a group replaced, its
+    /// total weight moved).
+    #[arg(long)]
+    pub force: bool,
     /// List every skipped row (or disagreement) with where it came from.
     #[arg(long, short)]
     pub verbose: bool,
@@ -61,14 +66,27 @@ pub enum ModeArg {
 
 impl ModeArgs {
     /// The mode these flags ask for: `--dry-run` wins, then `--rebuild`, then `--mode`.
+    /// Commands other than the file loads take a dry run in this single value.
     pub fn mode(&self) -> Mode {
-        if self.dry_run || self.mode == ModeArg::DryRun {
+        if self.is_dry_run() {
             Mode::DryRun
-        } else if self.rebuild || self.mode == ModeArg::Full {
+        } else {
+            self.run_mode()
+        }
+    }
+
+    /// The mode of the run made or shown: `--rebuild` or `--mode full`, else incremental.
+    pub fn run_mode(&self) -> Mode {
+        if self.rebuild || self.mode == ModeArg::Full {
             Mode::Full
         } else {
             Mode::Incremental
         }
+    }
+
+    /// Whether nothing is to be written.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run || self.mode == ModeArg::DryRun
     }
 }
 
@@ -83,11 +101,14 @@ pub async fn run(
 ) -> anyhow::Result<Exit> {
     let request = LoadRequest {
         group_type,
-        mode: args.mode(),
+        mode: args.run_mode(),
+        dry_run: args.is_dry_run(),
         only,
         dir: config.holdings_dir.clone(),
         environment: config.environment.clone(),
         share_classes: Some(loader::run::share_class_list(&config.definitions_dir)),
+        guards: config.guards(args.force),
+        max_file_bytes: config.max_file_bytes,
     };
     let progress = io.progress.start();
     let report = loader::load(db, &request, progress.as_ref())

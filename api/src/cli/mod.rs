@@ -91,6 +91,15 @@ pub async fn dispatch(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
+    loader::lock::with_timeout(config.lock_timeout(), run_command(command, config, db, io)).await
+}
+
+async fn run_command(
+    command: &Command,
+    config: &Config,
+    db: &DatabaseConnection,
+    io: &mut Io<'_>,
+) -> anyhow::Result<Exit> {
     use entity::GroupType;
     match command {
         Command::OrganizeSectors(args) => pipeline::organize_sectors(args, config, db, io).await,

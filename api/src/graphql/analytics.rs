@@ -99,8 +99,12 @@ pub struct LoadRun {
     pub started_at: DateTime<Utc>,
     /// When it finished; null while it runs.
     pub finished_at: Option<DateTime<Utc>>,
-    /// `success`, `partial` (some files rejected), `failed` (or `running`).
-    pub outcome: String,
+    /// `running`, then `succeeded`, `partial` (some inputs rejected or held back, the rest
+    /// applied), `rejected` (no input applied), `failed` (a database error: nothing changed) or
+    /// `abandoned` (its process died while it ran; marked so by the next writer).
+    pub state: String,
+    /// Who ran it (`pid 1234 on host`); null for runs recorded before this was kept.
+    pub holder: Option<String>,
     /// Input files it considered.
     pub files_total: i32,
     /// Files it read and applied.
@@ -406,7 +410,8 @@ impl AnalyticsQuery {
                 source: r.source,
                 started_at: r.started_at,
                 finished_at: r.finished_at,
-                outcome: r.outcome,
+                state: r.state,
+                holder: r.holder,
                 files_total: r.files_total,
                 files_loaded: r.files_loaded,
                 files_unchanged: r.files_unchanged,

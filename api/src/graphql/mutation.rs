@@ -37,6 +37,15 @@ impl From<LoadMode> for ModeArgs {
     }
 }
 
+/// A file load's flags: `mode`, then `dry_run` and `force` on top.
+fn load_args(mode: LoadMode, dry_run: bool, force: bool) -> ModeArgs {
+    ModeArgs {
+        dry_run,
+        force,
+        ..mode.into()
+    }
+}
+
 /// What a command printed.
 #[derive(SimpleObject)]
 pub struct CommandResult {
@@ -118,7 +127,17 @@ async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<Comma
     state.sync_version(true).await.map_err(internal)?;
     let exit = result.map_err(|e| {
         // Loader errors name files and lines, never SQL; database errors are logged only.
-        if e.chain().any(|c| c.is::<sea_orm::DbErr>()) {
+        let busy = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<loader::LoadError>(),
+                Some(loader::LoadError::Lock(
+                    loader::lock::LockError::Busy { .. }
+                ))
+            )
+        });
+        if busy {
+            coded(code::CONFLICT, format!("{e:#}"))
+        } else if e.chain().any(|c| c.is::<sea_orm::DbErr>()) {
             internal(format!("{e:#}"))
         } else {
             bad_input(format!("{e:#}"))
@@ -146,9 +165,20 @@ impl Mutation {
         #[graphql(desc = "Only this ETF's file (`SPY`); default every ETF file.")] etf: Option<
             String,
         >,
+        #[graphql(
+            default,
+            desc = "Show what the run in `mode` would do (FULL or INCREMENTAL); write nothing."
+        )]
+        dry_run: bool,
+        #[graphql(
+            default,
+            desc = "Apply files the guards hold back (mostly invalid rows, most of a group \
+                    replaced, its total weight moved)."
+        )]
+        force: bool,
     ) -> async_graphql::Result<CommandResult> {
         let args = EtfArgs {
-            common: mode.into(),
+            common: load_args(mode, dry_run, force),
             etf,
         };
         run(ctx, Command::LoadEtfHoldings(args)).await
@@ -161,9 +191,20 @@ impl Mutation {
         #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
         #[graphql(desc = "Only this universe's file (`sp500`); default every universe file.")]
         universe: Option<String>,
+        #[graphql(
+            default,
+            desc = "Show what the run in `mode` would do (FULL or INCREMENTAL); write nothing."
+        )]
+        dry_run: bool,
+        #[graphql(
+            default,
+            desc = "Apply files the guards hold back (mostly invalid rows, most of a group \
+                    replaced)."
+        )]
+        force: bool,
     ) -> async_graphql::Result<CommandResult> {
         let args = UniverseArgs {
-            common: mode.into(),
+            common: load_args(mode, dry_run, force),
             universe,
         };
         run(ctx, Command::LoadUniverses(args)).await

@@ -141,22 +141,31 @@ impl std::fmt::Display for Rejection {
 /// How many rows from the top are searched for the header row.
 const HEADER_SEARCH_ROWS: usize = 50;
 
-/// Reads a file's bytes as holdings or a universe.
+/// Reads a file's bytes as holdings or a universe. Records are parsed one at a time: only the
+/// first rows (where the header is looked for) are held, so memory follows the holdings kept,
+/// not the file's rows.
 pub fn read(expect: Expect, bytes: &[u8]) -> Result<ParsedFile, Rejection> {
     let text = text::decode(bytes)?;
-    let records = records(text)?;
-    let found = header::find(&records, expect)?;
+    let mut records = Records::new(text);
+    let mut head = Vec::with_capacity(HEADER_SEARCH_ROWS);
+    while head.len() < HEADER_SEARCH_ROWS {
+        match records.next() {
+            Some(record) => head.push(record?),
+            None => break,
+        }
+    }
+    let found = header::find(&head, expect)?;
     let mut parsed = ParsedFile {
         shape: found.shape,
         title: None,
         holdings: Vec::new(),
         skipped: Vec::new(),
-        rows_read: records.len(),
+        rows_read: 0,
     };
     let data_start = match found.header_index {
         Some(index) => {
-            parsed.title = header::title(&records[..index]);
-            for (line, record) in &records[..index] {
+            parsed.title = header::title(&head[..index]);
+            for (line, record) in &head[..index] {
                 parsed.skipped.push(Skipped {
                     line: *line,
                     reason: SkipReason::Title,
@@ -164,22 +173,26 @@ pub fn read(expect: Expect, bytes: &[u8]) -> Result<ParsedFile, Rejection> {
                 });
             }
             // The header row itself is neither a holding nor a skip.
-            parsed.rows_read -= 1;
+            parsed.rows_read = index;
             index + 1
         }
         None => 0,
     };
+    let header_line = found.header_index.map(|i| head[i].0);
     let mut rows = RowReader {
         expect,
         columns: &found.columns,
         seen_data: false,
         seen_blank_after_data: false,
     };
-    for (line, record) in &records[data_start..] {
-        match rows.classify(*line, record) {
+    let rest = head.drain(data_start..).map(Ok).collect::<Vec<_>>();
+    for record in rest.into_iter().chain(records) {
+        let (line, record) = record?;
+        parsed.rows_read += 1;
+        match rows.classify(line, &record) {
             Ok(holding) => parsed.holdings.push(holding),
             Err((reason, detail)) => parsed.skipped.push(Skipped {
-                line: *line,
+                line,
                 reason,
                 detail,
             }),
@@ -187,7 +200,7 @@ pub fn read(expect: Expect, bytes: &[u8]) -> Result<ParsedFile, Rejection> {
     }
     if parsed.holdings.is_empty() {
         return Err(Rejection::new(
-            found.header_index.map(|i| records[i].0),
+            header_line,
             format!(
                 "no valid {} rows ({} rows skipped: {})",
                 match expect {
@@ -220,24 +233,54 @@ pub fn summarise(skipped: &[Skipped]) -> String {
 
 type Record = (u64, csv::StringRecord);
 
-fn records(text: &str) -> Result<Vec<Record>, Rejection> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let lines = LineIndex::new(text);
-    let mut out = Vec::new();
-    for result in reader.records() {
-        let record = result.map_err(|e| {
-            Rejection::new(
-                e.position().map(|p| lines.line_at(p.byte())),
-                format!("not readable as CSV: {e}"),
-            )
-        })?;
-        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
-        out.push((line, record));
+/// The records of a text, one at a time, each with its 1-based line.
+struct Records<'a> {
+    reader: csv::Reader<&'a [u8]>,
+    lines: LineIndex<'a>,
+    done: bool,
+}
+
+impl<'a> Records<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            reader: csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(text.as_bytes()),
+            lines: LineIndex::new(text),
+            done: false,
+        }
     }
-    Ok(out)
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, Rejection>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut record = csv::StringRecord::new();
+        match self.reader.read_record(&mut record) {
+            Ok(true) => {
+                let line = record
+                    .position()
+                    .map_or(0, |p| self.lines.line_at(p.byte()));
+                Some(Ok((line, record)))
+            }
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(Rejection::new(
+                    e.position().map(|p| self.lines.line_at(p.byte())),
+                    format!("not readable as CSV: {e}"),
+                )))
+            }
+        }
+    }
 }
 
 /// Byte offsets → 1-based line numbers. The csv crate's own line count drifts after CRLF line

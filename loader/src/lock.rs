@@ -3,9 +3,12 @@
 //! Every command that writes takes the database-wide write lock before it reads the state it
 //! diffs against, and holds it until its transaction has committed or rolled back:
 //!
-//! - PostgreSQL: a transaction-scoped advisory lock on a connection of its own, held open for
+//! - PostgreSQL: a session advisory lock on a connection of its own (taken out of the pool and
+//!   not in a transaction, so `idle_in_transaction_session_timeout` does not end it), held for
 //!   the whole run. The server releases it when that connection ends, so a killed writer never
-//!   leaves it behind.
+//!   leaves it behind; and before a run commits it checks that its connection still holds the
+//!   lock, so a connection the server ended mid-run makes the run roll back instead of
+//!   committing beside another writer.
 //! - SQLite: an exclusive lock on the file `<database>.lock` beside the database. The kernel
 //!   releases it when the process dies. (A database in memory is one process's: a lock in the
 //!   process serves.)
@@ -25,8 +28,8 @@ use chrono::{DateTime, Utc};
 use entity::load_run;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Statement,
 };
 
 /// The advisory lock key every Holdings Graph writer on a PostgreSQL database shares.
@@ -77,7 +80,7 @@ pub struct WriteLock {
 }
 
 enum Held {
-    Postgres(DatabaseTransaction),
+    Postgres(sea_orm::sqlx::PgConnection),
     File(std::fs::File),
     Memory(tokio::sync::OwnedMutexGuard<()>),
 }
@@ -101,13 +104,43 @@ impl WriteLock {
         }
     }
 
-    /// Releases the lock now (PostgreSQL: ends the transaction that holds it).
+    /// Checks that the lock is still held (PostgreSQL: the server may have ended the
+    /// connection that holds it); a run calls this just before it commits.
+    pub async fn verify(&mut self) -> Result<(), DbErr> {
+        let Held::Postgres(conn) = &mut self.held else {
+            return Ok(());
+        };
+        let held: Result<bool, _> = sea_orm::sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted)",
+        )
+        .fetch_one(&mut *conn)
+        .await;
+        match held {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DbErr::Custom(
+                "the write lock was lost before the run could commit; nothing was changed"
+                    .to_owned(),
+            )),
+            Err(e) => Err(DbErr::Custom(format!(
+                "the connection holding the write lock ended before the run could commit \
+                 ({e}); nothing was changed"
+            ))),
+        }
+    }
+
+    /// Releases the lock now (PostgreSQL: unlocks and closes its connection).
     pub async fn release(self) {
         match self.held {
-            Held::Postgres(txn) => {
-                if let Err(e) = txn.rollback().await {
-                    tracing::warn!("releasing the write lock: {e}");
+            Held::Postgres(mut conn) => {
+                let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock_all()")
+                    .execute(&mut conn)
+                    .await;
+                if let Err(e) = unlocked {
+                    tracing::debug!("releasing the write lock: {e}");
                 }
+                use sea_orm::sqlx::Connection as _;
+                drop(conn.close().await);
             }
             Held::File(file) => drop(file),
             Held::Memory(guard) => drop(guard),
@@ -149,21 +182,22 @@ impl Target {
     async fn try_take(&self, db: &DatabaseConnection) -> Result<Option<Held>, LockError> {
         match self {
             Self::Postgres => {
-                let txn = db.begin().await?;
-                let row = txn
-                    .query_one_raw(Statement::from_string(
-                        DbBackend::Postgres,
-                        format!("SELECT pg_try_advisory_xact_lock({ADVISORY_KEY}) AS taken"),
-                    ))
-                    .await?;
-                let taken = match row {
-                    Some(row) => row.try_get::<bool>("", "taken")?,
-                    None => false,
-                };
+                let pool = db.get_postgres_connection_pool();
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?
+                    .detach();
+                let taken: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(ADVISORY_KEY)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
                 if taken {
-                    Ok(Some(Held::Postgres(txn)))
+                    Ok(Some(Held::Postgres(conn)))
                 } else {
-                    txn.rollback().await?;
+                    use sea_orm::sqlx::Connection as _;
+                    drop(conn.close().await);
                     Ok(None)
                 }
             }

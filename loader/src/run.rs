@@ -132,15 +132,7 @@ async fn prepare(
     } else {
         HashMap::new()
     };
-    let mut known = store::dotted_symbols(db, env).await?;
-    if let Some(path) = &req.share_classes
-        && let Ok(bytes) = std::fs::read(path)
-    {
-        match read::read(Expect::Universe, &bytes) {
-            Ok(list) => known.extend(list.holdings.into_iter().map(|h| h.symbol)),
-            Err(e) => tracing::warn!(file = %path.display(), "share class list ignored: {e}"),
-        }
-    }
+    let mut known = std::collections::HashSet::new();
 
     progress.begin(files.len());
     let mut checked = Vec::with_capacity(files.len());
@@ -174,6 +166,21 @@ async fn prepare(
     }
     progress.end();
 
+    // The stored and shipped share classes matter only to files that will be read again.
+    if checked
+        .iter()
+        .any(|(_, _, c)| matches!(c, Checked::Changed))
+    {
+        known.extend(store::dotted_symbols(db, env).await?);
+        if let Some(path) = &req.share_classes
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            match read::read(Expect::Universe, &bytes) {
+                Ok(list) => known.extend(list.holdings.into_iter().map(|h| h.symbol)),
+                Err(e) => tracing::warn!(file = %path.display(), "share class list ignored: {e}"),
+            }
+        }
+    }
     let book = Arc::new(ShareClasses::new(&known));
     let inputs = checked
         .into_iter()

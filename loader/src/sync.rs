@@ -225,8 +225,17 @@ pub async fn sync_with(
             Err(e) => Err(e.into()),
         };
     };
+    let mut writer = writer;
     let outcome = async {
-        let txn = db.begin().await?;
+        // SQLite: take the database's write lock when the transaction begins (waiting for
+        // any other writer's commit), rather than on its first write after reads, which
+        // SQLite refuses at once when another connection wrote in between.
+        let txn = db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
         let report = apply_all(
             db,
             req,
@@ -234,6 +243,8 @@ pub async fn sync_with(
             inputs,
         )
         .await?;
+        // Never commit beside another writer: the lock must still be ours.
+        writer.lock.verify().await?;
         txn.commit().await?;
         Ok::<_, DbErr>(report)
     }
@@ -290,10 +301,12 @@ async fn apply_all(
     let mut files = Vec::with_capacity(inputs.len());
     for input in inputs {
         let existing = stored_groups.get(&input.group_name);
+        // Only an input that will be diffed needs its group's stored members.
+        let to_diff = matches!(input.outcome, Outcome::Parsed(_) | Outcome::Deferred(_));
         let stored = match (existing, &txn) {
-            (Some(g), Some((t, _, _))) => store::group_memberships(*t, g.id).await?,
-            (Some(g), None) => store::group_memberships(db, g.id).await?,
-            (None, _) => BTreeMap::new(),
+            (Some(g), Some((t, _, _))) if to_diff => store::group_memberships(*t, g.id).await?,
+            (Some(g), None) if to_diff => store::group_memberships(db, g.id).await?,
+            _ => BTreeMap::new(),
         };
         let (report, plan) = plan(input, existing, stored, req);
         if let (Some(plan), Some((t, run_id, _))) = (plan, &txn) {

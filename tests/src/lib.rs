@@ -112,17 +112,17 @@ impl TestApp {
         }
     }
 
-    /// Copies the shared dataset's holdings folder into this test's scratch space, so the test
+    /// Copies the real dataset's holdings folder into this test's scratch space, so the test
     /// may edit or delete files.
     pub fn copy_holdings(&self) -> PathBuf {
+        self.copy_holdings_from(&dataset().join("holdings"))
+    }
+
+    /// Copies the files of a holdings folder (not its sub-folders, such as
+    /// `classifications/`) into this test's scratch space.
+    pub fn copy_holdings_from(&self, from: &Path) -> PathBuf {
         let to = self.dir.path().join("holdings");
-        std::fs::create_dir_all(&to).expect("create holdings copy");
-        for entry in std::fs::read_dir(dataset().join("holdings")).expect("dataset holdings") {
-            let entry = entry.expect("entry");
-            if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-            }
-        }
+        copy_files(from, &to);
         to
     }
 
@@ -251,4 +251,15 @@ pub fn dataset() -> PathBuf {
 /// The shared dataset's holdings folder as a string, for `--holdings-dir`.
 pub fn dataset_holdings() -> String {
     dataset().join("holdings").display().to_string()
+}
+
+/// Copies the regular files of one folder into another (created when missing).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the folder") {
+        let entry = entry.expect("entry");
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
 }

@@ -3,3 +3,4 @@
 mod graphql;
 mod load;
 mod pipeline;
+mod writes;

@@ -1,29 +1,18 @@
-//! Typed in-process caches (moka) for the hot look-ups, with hit and miss counters.
+//! Typed in-process caches (moka) of what is computed from a snapshot: whole responses,
+//! overlaps, exposures, the report and the validation, with hit and miss counters.
 //!
-//! One [`Caches`] holds the entries of one data version: when the version moves the server
-//! starts a new, empty set (see [`crate::state::Snapshot`]) and the old one is dropped with the
-//! last request that still uses it. An entry read at an old version therefore can never be
-//! served for a newer one, even when a slow read fills it after a load committed. The counters
-//! outlive the versions, so statistics cover the server's whole life.
+//! One [`Caches`] belongs to one [`crate::snapshot::Snapshot`]: when the data version moves
+//! the server builds a new snapshot with empty caches, and the old ones go with the last
+//! request that still uses them, so nothing computed at one version is ever served at another.
+//! Concurrent requests for the same missing entry share one computation (moka's
+//! `try_get_with`), so a thousand aliases of `validation` cost one run. The counters outlive
+//! the versions, so statistics cover the server's whole life.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use entity::{definition_group, group_membership};
 use moka::future::Cache;
 use serde::Serialize;
-
-/// A membership with its group, as the API serves it.
-#[derive(Clone, Debug)]
-pub struct Member {
-    pub membership: Arc<group_membership::Model>,
-    pub group: Arc<definition_group::Model>,
-}
-
-/// A stock's memberships, heaviest first.
-pub type StockMembers = Arc<Vec<Member>>;
-/// A group's memberships, heaviest first.
-pub type GroupMembers = Arc<Vec<Arc<group_membership::Model>>>;
 
 /// Hits, misses and fills of one cache, across data versions.
 #[derive(Debug, Default)]
@@ -36,9 +25,9 @@ pub struct Counters {
 /// The counters of every cache, kept by the server for its whole life.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
-    stocks: Arc<Counters>,
-    groups: Arc<Counters>,
     responses: Arc<Counters>,
+    analytics: Arc<Counters>,
+    checks: Arc<Counters>,
 }
 
 /// One cache and its counters.
@@ -64,7 +53,28 @@ where
         found
     }
 
-    /// Stores values read from the database in one batch.
+    /// The cached value, or the one `compute` makes (once, however many ask at the same time).
+    pub async fn get_or_try<E, F>(&self, key: K, compute: F) -> Result<V, Arc<E>>
+    where
+        F: std::future::Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let counter = if self.cache.contains_key(&key) {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let loads = &self.counters.loads;
+        self.cache
+            .try_get_with(key, async {
+                loads.fetch_add(1, Ordering::Relaxed);
+                compute.await
+            })
+            .await
+    }
+
+    /// Stores values computed in one batch.
     pub async fn fill(&self, entries: impl IntoIterator<Item = (K, V)>) {
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
         for (k, v) in entries {
@@ -120,48 +130,42 @@ where
 /// Statistics of one cache.
 #[derive(Clone, Debug, Serialize, async_graphql::SimpleObject)]
 pub struct CacheStat {
-    /// `stock` (memberships by symbol), `group` (members by group) or `response` (whole
-    /// query responses).
+    /// `response` (whole query responses), `analytics` (overlaps and exposures) or `checks`
+    /// (the report and the validation).
     pub name: &'static str,
     /// Look-ups answered from the cache since the server started.
     pub hits: u64,
-    /// Look-ups that had to read the database (or execute the query) since the server started.
+    /// Look-ups that had to compute their entry since the server started.
     pub misses: u64,
     /// hits / (hits + misses), 0 before any look-up.
     pub hit_rate: f64,
     /// Entries held now, for the data version served.
     pub size: u64,
-    /// Batches read from the database (or responses computed) to fill it.
+    /// Entries computed to fill it.
     pub loads: u64,
 }
 
+/// What analytics caches: one entry per question (`overlap:SPY:QQQ`).
+pub type Analytics = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The caches of one data version.
 pub struct Caches {
-    /// Memberships by stock symbol.
-    pub stocks: Counted<String, StockMembers>,
-    /// Members by group id.
-    pub groups: Counted<i32, GroupMembers>,
     /// Whole GraphQL responses by request (query, operation, variables), for queries whose
     /// every field may be cached; weighed by their size in bytes.
     pub responses: Counted<String, axum::body::Bytes>,
+    /// Overlaps and exposures by their arguments.
+    pub analytics: Counted<String, Analytics>,
+    /// The report (with and without detail) and the validation.
+    pub checks: Counted<String, Analytics>,
 }
 
 /// Bytes the response cache may hold.
 const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Caches {
-    /// Empty caches holding up to `capacity` stocks and as many groups, counting into
-    /// `counters`.
+    /// Empty caches holding up to `capacity` analytics entries, counting into `counters`.
     pub fn new(capacity: u64, counters: &CacheCounters) -> Self {
         Self {
-            stocks: Counted {
-                cache: Cache::new(capacity),
-                counters: counters.stocks.clone(),
-            },
-            groups: Counted {
-                cache: Cache::new(capacity),
-                counters: counters.groups.clone(),
-            },
             responses: Counted {
                 cache: Cache::builder()
                     .weigher(|k: &String, v: &axum::body::Bytes| {
@@ -171,22 +175,30 @@ impl Caches {
                     .build(),
                 counters: counters.responses.clone(),
             },
+            analytics: Counted {
+                cache: Cache::new(capacity),
+                counters: counters.analytics.clone(),
+            },
+            checks: Counted {
+                cache: Cache::new(16),
+                counters: counters.checks.clone(),
+            },
         }
     }
 
     /// Drops every entry (`refreshCache(all)`).
     pub fn clear(&self) {
-        self.stocks.invalidate_all();
-        self.groups.invalidate_all();
         self.responses.invalidate_all();
+        self.analytics.invalidate_all();
+        self.checks.invalidate_all();
     }
 
     /// Statistics of every cache.
     pub fn stats(&self) -> Vec<CacheStat> {
         vec![
-            self.stocks.stats("stock"),
-            self.groups.stats("group"),
             self.responses.stats("response"),
+            self.analytics.stats("analytics"),
+            self.checks.stats("checks"),
         ]
     }
 }
@@ -199,16 +211,28 @@ mod tests {
     async fn counters_survive_a_new_set_of_caches_and_sizes_do_not() {
         let counters = CacheCounters::default();
         let old = Caches::new(10, &counters);
-        assert!(old.groups.get(&1).await.is_none());
-        old.groups.fill([(1, Arc::new(Vec::new()))]).await;
-        assert!(old.groups.get(&1).await.is_some());
-        let new = Caches::new(10, &counters);
+        let one: Analytics = Arc::new(1u32);
+        let got = old
+            .analytics
+            .get_or_try::<(), _>("k".into(), async { Ok(one.clone()) })
+            .await;
+        assert!(got.is_ok());
+        let again = old
+            .analytics
+            .get_or_try::<(), _>("k".into(), async { Err(()) })
+            .await;
         assert!(
-            new.groups.get(&1).await.is_none(),
-            "a new version starts empty"
+            again.is_ok(),
+            "the second look-up is a hit, not a computation"
         );
+        let new = Caches::new(10, &counters);
+        let fresh = new
+            .analytics
+            .get_or_try::<(), _>("k".into(), async { Err(()) })
+            .await;
+        assert!(fresh.is_err(), "a new version starts empty");
         let stat = &new.stats()[1];
-        assert_eq!((stat.hits, stat.misses, stat.loads), (1, 2, 1));
+        assert_eq!((stat.hits, stat.misses, stat.loads), (1, 2, 2));
         assert_eq!(stat.size, 0);
         assert!((stat.hit_rate - 1.0 / 3.0).abs() < 1e-9);
     }

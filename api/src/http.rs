@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,6 +26,9 @@ use crate::state::{AppState, RefreshError};
 pub struct App {
     pub state: Arc<AppState>,
     pub schema: GraphSchema,
+    /// The same schema for introspection-only queries: GraphiQL's and code generators'
+    /// standard query nests deeper than data queries may, and costs little.
+    pub introspection: GraphSchema,
 }
 
 /// Errors of the plain HTTP routes, as JSON with a code.
@@ -71,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let settings = state.settings.clone();
     let app = App {
         schema: schema(state.clone()),
+        introspection: crate::graphql::introspection_schema(state.clone()),
         state,
     };
     Router::new()
@@ -83,13 +87,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/cache/refresh", post(cache_refresh))
         .route("/admin/cache/warm", post(cache_warm))
         .route("/admin/cache/test", get(cache_test))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.body_limit_bytes,
+        ))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// Errors raised below the handlers (a body over the limit, a timeout, JSON that does not
+/// parse, an unknown route or method) answer `{"error", "code"}` like every other error,
+/// never plain text.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::REQUEST_TIMEOUT => "TIMEOUT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
+        s if s.is_server_error() => "INTERNAL_SERVER_ERROR",
+        _ => "BAD_REQUEST",
+    };
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+    };
+    let mut out = (status, Json(json!({"error": text, "code": code}))).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
@@ -126,9 +172,46 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> 
 async fn graphql_post(
     State(app): State<App>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    answer(&app, &headers, request.into_inner()).await
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let status = e.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "PAYLOAD_TOO_LARGE"
+            } else {
+                "BAD_REQUEST"
+            };
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body is larger than {} bytes (--max-body-bytes)",
+                    app.state.settings.body_limit_bytes
+                )
+            } else {
+                e.body_text()
+            };
+            return (status, Json(json!({"error": message, "code": code}))).into_response();
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let parsed = async_graphql::http::receive_body(
+        content_type,
+        futures_util::io::Cursor::new(body),
+        async_graphql::http::MultipartOptions::default(),
+    )
+    .await;
+    match parsed {
+        Ok(request) => answer(&app, &headers, request).await,
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("not a GraphQL request: {e}"), "code": "BAD_REQUEST"})),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /graphql` parameters, as GraphQL over HTTP names them (`variables` is JSON text).
@@ -186,9 +269,6 @@ fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Executes a request from either method, through the response cache.
 async fn answer(app: &App, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    if let Err(e) = app.state.sync_version(false).await {
-        tracing::error!(error = %e, "cannot read the data version");
-    }
     // One snapshot for the look-up, the execution and the fill: a response is only ever
     // cached with the version it was computed from.
     let snapshot = app.state.snapshot();
@@ -201,8 +281,24 @@ async fn answer(app: &App, headers: &HeaderMap, request: async_graphql::Request)
     let caller = Caller {
         admin: is_admin(&app.state, headers),
     };
+    let schema = if crate::graphql::is_introspection(&request.query) {
+        &app.introspection
+    } else {
+        &app.schema
+    };
     let request = prepare_at(request, &app.state, snapshot.clone(), caller);
-    let response = crate::graphql::execute(&app.schema, request).await;
+    let limit = app.state.settings.request_timeout;
+    let Ok(response) = tokio::time::timeout(limit, crate::graphql::execute(schema, request)).await
+    else {
+        return http_error(
+            StatusCode::OK,
+            "TIMEOUT",
+            &format!(
+                "the query ran longer than {} s (--request-timeout-secs) and was stopped",
+                limit.as_secs_f64()
+            ),
+        );
+    };
     let cacheable = response.errors.is_empty() && response.cache_control.max_age != -1;
     match (key, cacheable) {
         (Some(key), true) => match serde_json::to_vec(&response) {
@@ -262,28 +358,51 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the database answers within half a second and the snapshot holds data; 503
+/// with a JSON reason otherwise (queries are still answered from the snapshot meanwhile).
 async fn ready(State(app): State<App>) -> Response {
     let state = &app.state;
-    let version = loader::store::data_version(&state.db, state.environment()).await;
-    let groups = state.snapshot().index.by_id.len();
-    match version {
-        Ok(v) if groups > 0 => Json(json!({
-            "status": "ready", "data_version": v, "groups": groups,
-        }))
-        .into_response(),
-        Ok(v) => (
+    let snap = state.snapshot();
+    let check = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        loader::store::data_version(&state.db, state.environment()),
+    )
+    .await;
+    let unavailable = |reason: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "empty", "data_version": v, "groups": 0})),
+            Json(json!({
+                "status": "unavailable",
+                "reason": reason,
+                "serving_data_version": snap.version,
+            })),
+        )
+            .into_response()
+    };
+    match check {
+        Err(_) => {
+            state.record_contact::<()>(&Err(sea_orm::DbErr::Custom(
+                "the database did not answer within 500 ms".to_owned(),
+            )));
+            unavailable("the database did not answer within 500 ms".to_owned())
+        }
+        Ok(Err(e)) => {
+            state.record_contact::<()>(&Err(e));
+            unavailable("the database is unreachable".to_owned())
+        }
+        Ok(Ok(_)) if snap.groups.is_empty() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "empty", "reason": "no data loaded yet", "data_version": snap.version, "groups": 0})),
         )
             .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "database unavailable"})),
-            )
-                .into_response()
-        }
+        Ok(Ok(v)) => Json(json!({
+            "status": "ready",
+            "data_version": v,
+            "serving_data_version": snap.version,
+            "groups": snap.groups.len(),
+            "memberships": snap.memberships,
+        }))
+        .into_response(),
     }
 }
 
@@ -349,41 +468,32 @@ async fn cache_warm(
     })))
 }
 
-/// Timed look-ups: SPY's holdings cold (cache entry dropped first) and cached, and AAPL's
-/// sector.
+/// Timed look-ups in the snapshot: SPY's holdings and AAPL's sector.
 async fn cache_test(
     State(app): State<App>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&app.state, &headers)?;
-    let state = &app.state;
-    let snapshot = state.snapshot();
-    let Some(spy) = snapshot.index.find(entity::GroupType::Etf, "SPY") else {
+    let snap = app.state.snapshot();
+    let clock = Instant::now();
+    let Some(spy) = snap.find(entity::GroupType::Etf, "SPY") else {
         return Err(AppError::BadRequest("no ETF SPY is loaded".to_owned()));
     };
-    snapshot.caches.groups.invalidate(&spy.id).await;
+    let holdings = snap.group(spy).members.len();
+    let spy_us = clock.elapsed().as_secs_f64() * 1e6;
     let clock = Instant::now();
-    let cold = state.group_members(&snapshot, &[spy.id]).await?;
-    let cold_us = clock.elapsed().as_secs_f64() * 1e6;
-    let clock = Instant::now();
-    let warm = state.group_members(&snapshot, &[spy.id]).await?;
-    let warm_us = clock.elapsed().as_secs_f64() * 1e6;
-    let clock = Instant::now();
-    let aapl = state.stock_members(&snapshot, &["AAPL".to_owned()]).await?;
+    let sector = snap
+        .stock("AAPL")
+        .and_then(|s| snap.stock_at(s).sector)
+        .map_or_else(
+            || "unknown".to_owned(),
+            |g| snap.group(g).model.name.clone(),
+        );
     let sector_us = clock.elapsed().as_secs_f64() * 1e6;
-    let sector = aapl
-        .get("AAPL")
-        .and_then(|list| {
-            list.iter()
-                .find(|m| m.group.group_type == entity::GroupType::Sector.as_str())
-                .map(|m| m.group.name.clone())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
     Ok(Json(json!({
-        "spy_holdings": cold.get(&spy.id).map_or(0, |l| l.len()),
-        "spy_cold_us": cold_us,
-        "spy_cached_us": warm_us,
-        "cached_matches_cold": cold.get(&spy.id).map(|l| l.len()) == warm.get(&spy.id).map(|l| l.len()),
+        "data_version": snap.version,
+        "spy_holdings": holdings,
+        "spy_us": spy_us,
         "aapl_sector": sector,
         "aapl_sector_us": sector_us,
     })))

@@ -8,6 +8,7 @@ pub mod db;
 pub mod graphql;
 pub mod http;
 pub mod serve;
+pub mod snapshot;
 pub mod state;
 
 use std::io::Write;

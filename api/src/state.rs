@@ -1,18 +1,25 @@
 //! The server's process-wide state: the connection, the configuration, the [`Snapshot`] of the
-//! data version being served (its group index and caches), and the lock that keeps loads one at
-//! a time.
+//! data version being served, and the watchers that build the next one when a load commits.
+//!
+//! Requests never wait on the database for the graph: they read the snapshot. Watchers learn
+//! of new versions off the request path (PostgreSQL `LISTEN`/`NOTIFY` from the load's own
+//! transaction, with a slow poll behind it; on SQLite a `stat` of the database and its WAL every
+//! few milliseconds, and a read of the version when they changed), build the new snapshot beside
+//! the old one and swap it in. They also keep the database's health: an outage is logged once,
+//! so is the recovery, and `/ready` answers from it without waiting on a dead connection.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use entity::{GroupType, definition_group};
-use loader::graph;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
-use crate::cache::{CacheCounters, Caches, GroupMembers, Member, StockMembers};
+use crate::cache::{CacheCounters, Caches};
 use crate::config::Config;
+use crate::snapshot::Snapshot;
+
+/// The channel loads notify on PostgreSQL (see `loader::apply::bump_data_version`).
+pub const VERSION_CHANNEL: &str = loader::apply::VERSION_CHANNEL;
 
 /// Limits and switches of the server.
 #[derive(Clone, Debug)]
@@ -25,7 +32,8 @@ pub struct ServerSettings {
     pub max_page_size: usize,
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
-    /// How often the data version is read at most (zero: on every request).
+    /// How often the data version is polled (zero: the default of the database, 1 s on
+    /// PostgreSQL where NOTIFY announces loads at once, 10 ms file checks on SQLite).
     pub version_check: Duration,
     pub cache_capacity: u64,
 }
@@ -45,61 +53,6 @@ impl Default for ServerSettings {
     }
 }
 
-/// Every group of the environment at one data version, by id and by (type, name).
-#[derive(Default)]
-pub struct GroupIndex {
-    pub by_id: HashMap<i32, Arc<definition_group::Model>>,
-    pub by_key: HashMap<(String, String), Arc<definition_group::Model>>,
-}
-
-impl GroupIndex {
-    /// A group by type and (any-case) name.
-    pub fn find(&self, group_type: GroupType, name: &str) -> Option<Arc<definition_group::Model>> {
-        self.by_key
-            .get(&(
-                group_type.as_str().to_owned(),
-                graph::normalise_group_name(group_type, name),
-            ))
-            .cloned()
-    }
-
-    /// Groups of one type (or all), ordered by type and name.
-    pub fn list(&self, group_type: Option<GroupType>) -> Vec<Arc<definition_group::Model>> {
-        let mut out: Vec<_> = self
-            .by_id
-            .values()
-            .filter(|g| group_type.is_none_or(|t| g.group_type == t.as_str()))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
-        out
-    }
-}
-
-/// Everything served at one data version: its groups and its caches. A request takes the
-/// current snapshot once and answers from it throughout, so it sees one version; when a load
-/// commits the server swaps in a new snapshot with empty caches, and whatever a slow request
-/// still fills into the old one is dropped with it.
-pub struct Snapshot {
-    /// The `data_versions` counter this snapshot was built at.
-    pub version: i64,
-    pub index: GroupIndex,
-    pub caches: Caches,
-    /// Every stock symbol, sorted; read on first use.
-    symbols: tokio::sync::OnceCell<Arc<Vec<String>>>,
-}
-
-impl Snapshot {
-    fn new(version: i64, index: GroupIndex, capacity: u64, counters: &CacheCounters) -> Self {
-        Self {
-            version,
-            index,
-            caches: Caches::new(capacity, counters),
-            symbols: tokio::sync::OnceCell::new(),
-        }
-    }
-}
-
 /// Process-wide state shared by every request.
 pub struct AppState {
     pub db: DatabaseConnection,
@@ -107,32 +60,39 @@ pub struct AppState {
     pub settings: ServerSettings,
     /// Cache statistics across data versions.
     pub counters: CacheCounters,
-    /// Loads and other writes run one at a time.
+    /// Loads and other writes from this server run one at a time.
     pub load_lock: tokio::sync::Mutex<()>,
     /// SQL statements the read paths issued (shown by `cacheStats`).
     pub queries: AtomicU64,
     current: RwLock<Arc<Snapshot>>,
-    last_check: std::sync::Mutex<Option<Instant>>,
-    /// When the latest version read began.
-    version_read: tokio::sync::Mutex<Option<Instant>>,
+    /// One snapshot build at a time.
+    building: tokio::sync::Mutex<()>,
+    /// Whether the last contact with the database worked.
+    db_up: AtomicBool,
+    /// When the last contact with the database worked.
+    last_contact: std::sync::Mutex<Option<Instant>>,
+    /// Wakes the version watcher (a NOTIFY arrived, a write here committed).
+    wake: tokio::sync::Notify,
     /// The SQLite database file and its WAL, when the database is an SQLite file.
     sqlite_files: Option<[std::path::PathBuf; 2]>,
-    file_stamp: std::sync::Mutex<Option<FileStamp>>,
 }
 
-type FileStamp = (Vec<Option<(u64, std::time::SystemTime)>>, Instant);
-
 impl AppState {
-    /// State over a migrated database; reads the current version and group index.
+    /// State over a migrated database: reads the current snapshot, then starts the watchers
+    /// (they stop when the state is dropped).
     pub async fn new(
         db: DatabaseConnection,
         config: Config,
         settings: ServerSettings,
     ) -> Result<Arc<Self>, DbErr> {
-        let config_url = config.database_url.clone();
         let counters = CacheCounters::default();
-        // A placeholder at version -1: the forced read below replaces it before any request.
-        let empty = Snapshot::new(-1, GroupIndex::default(), 0, &counters);
+        let empty = Snapshot::empty(Caches::new(0, &counters));
+        let sqlite_files = crate::db::sqlite_file(&config.database_url).map(|path| {
+            let path = std::path::PathBuf::from(path);
+            let mut wal = path.clone().into_os_string();
+            wal.push("-wal");
+            [path, wal.into()]
+        });
         let state = Arc::new(Self {
             db,
             config,
@@ -141,17 +101,14 @@ impl AppState {
             load_lock: tokio::sync::Mutex::new(()),
             queries: AtomicU64::new(0),
             current: RwLock::new(Arc::new(empty)),
-            last_check: std::sync::Mutex::new(None),
-            version_read: tokio::sync::Mutex::new(None),
-            sqlite_files: crate::db::sqlite_file(&config_url).map(|path| {
-                let path = std::path::PathBuf::from(path);
-                let mut wal = path.clone().into_os_string();
-                wal.push("-wal");
-                [path, wal.into()]
-            }),
-            file_stamp: std::sync::Mutex::new(None),
+            building: tokio::sync::Mutex::new(()),
+            db_up: AtomicBool::new(true),
+            last_contact: std::sync::Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            sqlite_files,
         });
         state.sync_version(true).await?;
+        watch(&state);
         Ok(state)
     }
 
@@ -187,268 +144,211 @@ impl AppState {
         self.queries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Reads the data version (at most every `version_check`, or always when `force`); when it
-    /// moved (a load here or in another process), serves a new snapshot: the groups read again,
-    /// the caches empty.
-    pub async fn sync_version(&self, force: bool) -> Result<(), DbErr> {
-        if !force && self.files_unchanged() {
-            return Ok(());
-        }
-        if !force && !self.settings.version_check.is_zero() {
-            let mut last = self
-                .last_check
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_some_and(|t| t.elapsed() < self.settings.version_check) {
-                return Ok(());
+    /// Whether the last contact with the database worked, and how long ago it was.
+    pub fn database_health(&self) -> (bool, Option<Duration>) {
+        let last = *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            self.db_up.load(Ordering::Relaxed),
+            last.map(|t| t.elapsed()),
+        )
+    }
+
+    /// Records the outcome of a contact with the database, logging an outage and a recovery
+    /// once each.
+    pub fn record_contact<T>(&self, result: &Result<T, DbErr>) {
+        match result {
+            Ok(_) => {
+                *self
+                    .last_contact
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                if !self.db_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        data.version = self.version(),
+                        "the database is reachable again"
+                    );
+                    self.wake.notify_one();
+                }
             }
-            *last = Some(Instant::now());
+            Err(e) => {
+                if self.db_up.swap(false, Ordering::Relaxed) {
+                    tracing::error!(
+                        error = %e,
+                        data.version = self.version(),
+                        "the database is unreachable; serving the last snapshot until it is back"
+                    );
+                }
+            }
         }
-        // Requests that arrive while a version read is running wait for the next read, which
-        // one of them makes for all: every answer still rests on a read begun after its
-        // request arrived, but concurrent requests share it.
-        let arrived = Instant::now();
-        let mut last_read = self.version_read.lock().await;
-        if !force && last_read.is_some_and(|started| started >= arrived) {
-            return Ok(());
+    }
+
+    /// Reads the data version and, when it moved (a load here or in another process), builds
+    /// and swaps in the new snapshot. `force` builds it even at the same version.
+    pub async fn sync_version(&self, force: bool) -> Result<bool, DbErr> {
+        let _one = self.building.lock().await;
+        if !force {
+            let current = loader::store::data_version(&self.db, self.environment()).await;
+            self.record_contact(&current);
+            if current? == self.version() {
+                return Ok(false);
+            }
         }
-        *last_read = Some(Instant::now());
-        self.count_query();
-        let current = loader::store::data_version(&self.db, self.environment()).await?;
-        if current == self.version() {
-            return Ok(());
-        }
-        self.count_query();
-        let groups = graph::groups(&self.db, self.environment(), None).await?;
-        let mut index = GroupIndex::default();
-        for g in groups {
-            let g = Arc::new(g);
-            index
-                .by_key
-                .insert((g.group_type.clone(), g.name.clone()), g.clone());
-            index.by_id.insert(g.id, g);
-        }
-        let snapshot = Snapshot::new(current, index, self.settings.cache_capacity, &self.counters);
+        let clock = Instant::now();
+        let caches = Caches::new(self.settings.cache_capacity, &self.counters);
+        let built = Snapshot::read(&self.db, self.environment(), caches).await;
+        self.record_contact(&built);
+        let snapshot = Arc::new(built?);
+        let (version, groups, memberships) = (
+            snapshot.version,
+            snapshot.groups.len(),
+            snapshot.memberships,
+        );
         let old = {
             let mut slot = self
                 .current
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::replace(&mut *slot, Arc::new(snapshot))
+            std::mem::replace(&mut *slot, snapshot)
         };
-        // Requests still answering from the old snapshot keep it alive; free what they do not
-        // need now rather than when the last of them ends.
+        // Requests still answering from the old snapshot keep it alive; free its caches now
+        // rather than when the last of them ends.
         old.caches.clear();
-        tracing::info!(data.version = current, "serving a new data version");
-        Ok(())
+        tracing::info!(
+            data.version = version,
+            snapshot.groups = groups,
+            snapshot.memberships = memberships,
+            duration_ms = clock.elapsed().as_secs_f64() * 1e3,
+            "serving a new data version"
+        );
+        Ok(true)
     }
 
-    /// For SQLite: whether the database file and its WAL look as they did at the last version
-    /// read. Every commit, from any process, changes the WAL's size or time, while reads change
-    /// neither, so an unchanged stamp means an unchanged version; a `stat` costs a microsecond
-    /// where a query through sqlx's SQLite worker costs tens. At least once a second the
-    /// version is read anyway.
-    fn files_unchanged(&self) -> bool {
-        let Some(files) = &self.sqlite_files else {
-            return false;
-        };
-        let stamp: Vec<Option<(u64, std::time::SystemTime)>> = files
-            .iter()
-            .map(|f| {
-                let m = std::fs::metadata(f).ok()?;
-                Some((m.len(), m.modified().ok()?))
-            })
-            .collect();
-        let mut last = self
-            .file_stamp
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((seen, at)) = last.as_ref()
-            && *seen == stamp
-            && at.elapsed() < Duration::from_secs(1)
-        {
-            return true;
-        }
-        *last = Some((stamp, Instant::now()));
-        false
+    /// For SQLite: the size and time of the database file and its WAL. Every commit, from any
+    /// process, changes them, and reads change neither, so the version is read only when the
+    /// stamp moved (and once a second, to keep the health current).
+    fn file_stamp(&self) -> Option<Vec<Option<(u64, std::time::SystemTime)>>> {
+        let files = self.sqlite_files.as_ref()?;
+        Some(
+            files
+                .iter()
+                .map(|f| {
+                    let m = std::fs::metadata(f).ok()?;
+                    Some((m.len(), m.modified().ok()?))
+                })
+                .collect(),
+        )
     }
 
-    /// Memberships of many stocks at a snapshot, from its cache or in one batched read.
-    pub async fn stock_members(
-        &self,
-        snapshot: &Snapshot,
-        symbols: &[String],
-    ) -> Result<HashMap<String, StockMembers>, DbErr> {
-        let mut out = HashMap::with_capacity(symbols.len());
-        let mut missing = Vec::new();
-        for s in symbols {
-            match snapshot.caches.stocks.get(s).await {
-                Some(v) => {
-                    out.insert(s.clone(), v);
-                }
-                None => missing.push(s.clone()),
-            }
-        }
-        out.extend(self.fetch_stocks(snapshot, &missing).await?);
-        Ok(out)
-    }
-
-    /// Reads the memberships of these stocks in one batch (per 500 symbols) and caches them
-    /// in the snapshot.
-    pub async fn fetch_stocks(
-        &self,
-        snapshot: &Snapshot,
-        missing: &[String],
-    ) -> Result<HashMap<String, StockMembers>, DbErr> {
-        let mut out = HashMap::with_capacity(missing.len());
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let index = &snapshot.index;
-        let mut loaded: HashMap<String, Vec<Member>> =
-            missing.iter().map(|s| (s.clone(), Vec::new())).collect();
-        for chunk in missing.chunks(loader::store::CHUNK) {
-            self.count_query();
-            for m in graph::memberships_with_symbols(&self.db, chunk).await? {
-                if let Some(group) = index.by_id.get(&m.group_id)
-                    && let Some(list) = loaded.get_mut(&m.symbol)
-                {
-                    list.push(Member {
-                        membership: Arc::new(m),
-                        group: group.clone(),
-                    });
-                }
-            }
-        }
-        let mut filled = Vec::with_capacity(loaded.len());
-        for (symbol, mut list) in loaded {
-            list.sort_by(|a, b| {
-                weight_desc(a.membership.weight, b.membership.weight)
-                    .then_with(|| a.group.name.cmp(&b.group.name))
-            });
-            let list = Arc::new(list);
-            out.insert(symbol.clone(), list.clone());
-            filled.push((symbol, list));
-        }
-        snapshot.caches.stocks.fill(filled).await;
-        Ok(out)
-    }
-
-    /// Members of many groups at a snapshot, from its cache or in one batched read.
-    pub async fn group_members(
-        &self,
-        snapshot: &Snapshot,
-        ids: &[i32],
-    ) -> Result<HashMap<i32, GroupMembers>, DbErr> {
-        let mut out = HashMap::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for id in ids {
-            match snapshot.caches.groups.get(id).await {
-                Some(v) => {
-                    out.insert(*id, v);
-                }
-                None => missing.push(*id),
-            }
-        }
-        out.extend(self.fetch_groups(snapshot, &missing).await?);
-        Ok(out)
-    }
-
-    /// Reads the members of these groups in one batch (per 500 groups) and caches them in the
-    /// snapshot.
-    pub async fn fetch_groups(
-        &self,
-        snapshot: &Snapshot,
-        missing: &[i32],
-    ) -> Result<HashMap<i32, GroupMembers>, DbErr> {
-        let mut out = HashMap::with_capacity(missing.len());
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        for _ in missing.chunks(loader::store::CHUNK) {
-            self.count_query();
-        }
-        let mut loaded = graph::members_of_groups(&self.db, missing).await?;
-        let mut filled = Vec::with_capacity(missing.len());
-        for &id in missing {
-            let list: GroupMembers = Arc::new(
-                loaded
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect(),
-            );
-            out.insert(id, list.clone());
-            filled.push((id, list));
-        }
-        snapshot.caches.groups.fill(filled).await;
-        Ok(out)
-    }
-
-    /// Reads every membership of the current version once and fills both caches
-    /// (`warmCache`).
+    /// Reads the snapshot again from the database (`warmCache`, `/admin/cache/warm`): returns
+    /// the groups and stocks it holds.
     pub async fn warm(&self) -> Result<(usize, usize), DbErr> {
-        let snapshot = self.snapshot();
-        let index = &snapshot.index;
-        let ids: Vec<i32> = index.by_id.keys().copied().collect();
-        snapshot.caches.clear();
-        let groups = self.group_members(&snapshot, &ids).await?;
-        let mut by_symbol: HashMap<String, Vec<Member>> = HashMap::new();
-        for (id, list) in &groups {
-            let Some(group) = index.by_id.get(id) else {
+        self.sync_version(true).await?;
+        let snap = self.snapshot();
+        Ok((snap.groups.len(), snap.stocks.len()))
+    }
+
+    /// Asks the watcher to read the version now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Starts the watchers of a state: the version poll (both databases) and, on PostgreSQL, the
+/// NOTIFY listener. Each holds the state weakly and ends when it is dropped.
+fn watch(state: &Arc<AppState>) {
+    let postgres = state.db.get_database_backend() == DbBackend::Postgres;
+    let poll = match (state.settings.version_check, postgres) {
+        (d, _) if !d.is_zero() => d,
+        (_, true) => Duration::from_secs(1),
+        (_, false) => Duration::from_millis(10),
+    };
+    let weak = Arc::downgrade(state);
+    tokio::spawn(poll_versions(weak, poll));
+    if postgres {
+        tokio::spawn(listen_for_loads(Arc::downgrade(state)));
+    }
+}
+
+/// Reads the version every `poll` (or when woken) and swaps in new snapshots. On SQLite the
+/// poll is a `stat` of the files, and the version is read when they changed.
+async fn poll_versions(state: Weak<AppState>, poll: Duration) {
+    let mut last_stamp = None;
+    let mut last_read = Instant::now();
+    loop {
+        let Some(s) = state.upgrade() else { return };
+        let woken = tokio::select! {
+            () = s.wake.notified() => true,
+            () = tokio::time::sleep(poll) => false,
+        };
+        let stamp = s.file_stamp();
+        let due = woken
+            || stamp.is_none()
+            || stamp != last_stamp
+            || last_read.elapsed() >= Duration::from_secs(1)
+            || !s.db_up.load(Ordering::Relaxed);
+        if !due {
+            continue;
+        }
+        last_stamp = stamp;
+        last_read = Instant::now();
+        if let Err(e) = s.sync_version(false).await {
+            tracing::debug!(error = %e, "version check failed");
+            drop(s);
+            // Back off while the database is down; the state may be dropped meanwhile.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// PostgreSQL: waits for the NOTIFY every load sends in its transaction, and wakes the poll at
+/// once. A lost connection is re-established, and the version read again after it (a load may
+/// have committed while nobody listened).
+async fn listen_for_loads(state: Weak<AppState>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let pool = match state.upgrade() {
+            Some(s) => s.db.get_postgres_connection_pool().clone(),
+            None => return,
+        };
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(VERSION_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(l)
+        }
+        .await;
+        let mut listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for loads yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
-            };
-            for m in list.iter() {
-                by_symbol.entry(m.symbol.clone()).or_default().push(Member {
-                    membership: m.clone(),
-                    group: group.clone(),
-                });
+            }
+        };
+        if let Some(s) = state.upgrade() {
+            // Whatever committed while nobody listened.
+            s.wake();
+        }
+        loop {
+            // Wake up now and then to notice a dropped state.
+            let next = tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await;
+            let Some(s) = state.upgrade() else { return };
+            match next {
+                Err(_) => {}
+                Ok(Ok(Some(_))) => s.wake(),
+                // The connection dropped: `try_recv` reconnects on the next call.
+                Ok(Ok(None)) => s.wake(),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "the load listener lost its connection");
+                    s.wake();
+                    break;
+                }
             }
         }
-        let stocks = by_symbol.len();
-        let filled = by_symbol.into_iter().map(|(s, mut list)| {
-            list.sort_by(|a, b| {
-                weight_desc(a.membership.weight, b.membership.weight)
-                    .then_with(|| a.group.name.cmp(&b.group.name))
-            });
-            (s, Arc::new(list))
-        });
-        snapshot.caches.stocks.fill(filled).await;
-        Ok((groups.len(), stocks))
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-
-    /// Every stock symbol (in an ETF, universe or theme) at a snapshot, sorted; read once per
-    /// version.
-    pub async fn stock_symbols(&self, snapshot: &Snapshot) -> Result<Arc<Vec<String>>, DbErr> {
-        snapshot
-            .symbols
-            .get_or_try_init(|| async {
-                self.count_query();
-                graph::symbols_in(
-                    &self.db,
-                    self.environment(),
-                    &[GroupType::Etf, GroupType::Universe, GroupType::Theme],
-                )
-                .await
-                .map(Arc::new)
-            })
-            .await
-            .cloned()
-    }
-}
-
-/// Heaviest first; no weight last.
-pub fn weight_desc(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
-    b.unwrap_or(f64::NEG_INFINITY)
-        .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
-}
-
-/// What a cache refresh did.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct RefreshOutcome {
-    pub invalidated: u64,
-    pub warmed: bool,
 }
 
 /// Why a cache refresh could not run.
@@ -460,9 +360,17 @@ pub enum RefreshError {
     Db(#[from] DbErr),
 }
 
+/// What a cache refresh did.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RefreshOutcome {
+    pub invalidated: u64,
+    pub warmed: bool,
+}
+
 impl AppState {
-    /// Drops the cached members of every group of a type (`etf`, `sector`, `theme`,
-    /// `universe`) or of one group (`key`), or everything (`all`); reads them again if `warm`.
+    /// Drops what is computed from the snapshot for a type of group (`etf`, `sector`, `theme`,
+    /// `universe`) or one group (`key`), or everything (`all`); `warm` rebuilds the snapshot
+    /// from the database as well (the graph itself is always in memory).
     pub async fn refresh(
         &self,
         cache_type: &str,
@@ -473,42 +381,21 @@ impl AppState {
         let caches = &snapshot.caches;
         let kind = match cache_type.trim().to_ascii_lowercase().as_str() {
             "all" => None,
-            other => Some(other.parse::<GroupType>().map_err(|_| {
+            other => Some(other.parse::<entity::GroupType>().map_err(|_| {
                 RefreshError::BadInput(format!(
                     "cache_type {cache_type:?} is not one of etf, sector, theme, universe, all"
                 ))
             })?),
         };
-        let ids: Vec<i32> = match (kind, key) {
-            (None, _) => {
-                let n = caches.stocks.len() + caches.groups.len();
-                caches.clear();
-                let warmed = warm && self.warm().await.is_ok();
-                return Ok(RefreshOutcome {
-                    invalidated: n,
-                    warmed,
-                });
-            }
-            (Some(t), Some(name)) => vec![
-                snapshot
-                    .index
-                    .find(t, name)
-                    .ok_or_else(|| RefreshError::BadInput(format!("no {t} named {name:?}")))?
-                    .id,
-            ],
-            (Some(t), None) => snapshot.index.list(Some(t)).iter().map(|g| g.id).collect(),
-        };
-        // Responses may include these groups: they are built again on demand.
-        caches.responses.invalidate_all();
-        let mut invalidated = 0;
-        for id in &ids {
-            if caches.groups.contains(id) {
-                invalidated += 1;
-            }
-            caches.groups.invalidate(id).await;
+        if let (Some(t), Some(name)) = (kind, key)
+            && snapshot.find(t, name).is_none()
+        {
+            return Err(RefreshError::BadInput(format!("no {t} named {name:?}")));
         }
+        let invalidated = caches.responses.len() + caches.analytics.len() + caches.checks.len();
+        caches.clear();
         if warm {
-            self.fetch_groups(&snapshot, &ids).await?;
+            self.sync_version(true).await?;
         }
         Ok(RefreshOutcome {
             invalidated,

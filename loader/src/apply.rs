@@ -218,6 +218,10 @@ pub async fn delete_group(db: &impl ConnectionTrait, group_id: i32) -> Result<()
     Ok(())
 }
 
+/// The PostgreSQL channel a load notifies when it commits a new data version; the payload is
+/// `environment:version`.
+pub const VERSION_CHANNEL: &str = "holdgraph_data_version";
+
 /// Bumps an environment's data version in one statement (`version = version + 1 ...
 /// RETURNING`) and returns the new value: two writers can never commit the same version.
 pub async fn bump_data_version(
@@ -247,5 +251,19 @@ pub async fn bump_data_version(
         .query_one(&stmt)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the bumped data version".to_owned()))?;
-    row.try_get("", "version")
+    let version: i64 = row.try_get("", "version")?;
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Delivered when (and only if) the load's transaction commits: every server listening
+        // builds the new snapshot at once.
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [
+                VERSION_CHANNEL.into(),
+                format!("{environment}:{version}").into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(version)
 }

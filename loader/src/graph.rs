@@ -287,3 +287,24 @@ pub async fn recent_runs(
         .all(db)
         .await
 }
+
+/// Load runs of an environment by id (those that exist).
+pub async fn runs_by_id(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    ids: &[i32],
+) -> Result<Vec<RunSummary>, DbErr> {
+    use entity::load_run;
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        out.extend(
+            load_run::Entity::find()
+                .filter(load_run::Column::Environment.eq(environment))
+                .filter(load_run::Column::Id.is_in(chunk.iter().copied()))
+                .into_partial_model::<RunSummary>()
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(out)
+}

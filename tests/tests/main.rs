@@ -3,4 +3,5 @@
 mod graphql;
 mod load;
 mod pipeline;
+mod serving;
 mod writes;

@@ -33,14 +33,15 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// Seconds before a request is abandoned.
+    /// Seconds a request may run; a query still running then is stopped with a TIMEOUT error.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
-    /// Milliseconds between reads of the data version (0: before every request), which is how
-    /// loads made by other processes reach this server.
+    /// Milliseconds between checks of the data version, which is how loads made by other
+    /// processes reach this server (0: the default, a `stat` of the files every 10 ms on
+    /// SQLite, a read every second on PostgreSQL behind LISTEN/NOTIFY, which is immediate).
     #[arg(long, env = "VERSION_CHECK_MS", default_value_t = 0)]
     pub version_check_ms: u64,
-    /// Entries each cache holds at most.
+    /// Entries the analytics cache (overlaps, exposures) holds at most per data version.
     #[arg(long, env = "CACHE_CAPACITY", default_value_t = 50_000)]
     pub cache_capacity: u64,
 }

@@ -2,20 +2,23 @@
 //! the report, validation and cache statistics.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::GroupType;
 use loader::symbol::Symbol;
 
+use super::dataloader::{RunById, RunLoader};
 use super::error::{bad_input, internal};
 use super::group::{Group, resolve_reference};
 use super::membership::Membership;
-use super::{group_members, page_size, snapshot, state, stock_members};
-use crate::cache::CacheStat;
+use super::{page_size, snapshot, state};
+use crate::cache::{Analytics, CacheStat};
 
 /// Two groups' common holdings.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Overlap {
     /// The first group asked for.
     pub a: Group,
@@ -35,7 +38,7 @@ pub struct Overlap {
 }
 
 /// One holding two groups share.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct OverlapHolding {
     /// The holding's symbol.
     pub symbol: String,
@@ -46,7 +49,7 @@ pub struct OverlapHolding {
 }
 
 /// What `exposure` groups by.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ExposureBy {
     /// The members' sectors.
     Sector,
@@ -55,7 +58,7 @@ pub enum ExposureBy {
 }
 
 /// A group's exposure to one sector or theme.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct Exposure {
     /// The sector or theme key.
     pub key: String,
@@ -67,6 +70,7 @@ pub struct Exposure {
 
 /// A membership change a load recorded.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Change {
     /// The load run that made it (see `loadRuns`).
     pub run_id: i32,
@@ -80,6 +84,19 @@ pub struct Change {
     pub old_weight: Option<f64>,
     /// The weight after (percent); null when removed or unweighted.
     pub new_weight: Option<f64>,
+}
+
+#[ComplexObject]
+impl Change {
+    /// The run that made the change (read with every other change's run in one batch).
+    async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LoadRun>> {
+        let loader = ctx.data::<DataLoader<RunLoader>>()?;
+        Ok(loader
+            .load_one(RunById(self.run_id))
+            .await
+            .map_err(internal)?
+            .map(LoadRun::from))
+    }
 }
 
 /// One recorded load.
@@ -158,7 +175,7 @@ pub struct CacheStats {
 }
 
 /// One validation check.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ValidationCheck {
     /// The check's key (`etfs_have_holdings`).
     pub name: String,
@@ -175,7 +192,7 @@ pub struct ValidationCheck {
 }
 
 /// The validation result.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ValidationResult {
     /// No check failed.
     pub ok: bool,
@@ -186,7 +203,7 @@ pub struct ValidationResult {
 }
 
 /// The data-quality report.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ReportResult {
     /// The report as JSON, the same numbers as `holdgraph report --format json`.
     pub data: Json<serde_json::Value>,
@@ -200,10 +217,55 @@ pub struct ReportResult {
 #[derive(Default)]
 pub struct AnalyticsQuery;
 
-fn weight_of(
-    list: &[std::sync::Arc<entity::group_membership::Model>],
-) -> HashMap<&str, Option<f64>> {
-    list.iter().map(|m| (m.symbol.as_str(), m.weight)).collect()
+impl From<loader::graph::RunSummary> for LoadRun {
+    fn from(r: loader::graph::RunSummary) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            mode: r.mode,
+            scope: r.scope,
+            source: r.source,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            state: r.state,
+            holder: r.holder,
+            files_total: r.files_total,
+            files_loaded: r.files_loaded,
+            files_unchanged: r.files_unchanged,
+            files_rejected: r.files_rejected,
+            created: r.created,
+            updated: r.updated,
+            deleted: r.deleted,
+            skipped: r.skipped,
+            data_version: r.data_version,
+            error: r.error,
+        }
+    }
+}
+
+/// The cached value of an analytics question at this request's snapshot, computed once per
+/// version however many ask.
+async fn memo<T, F>(
+    cache: &crate::cache::Counted<String, Analytics>,
+    key: String,
+    compute: F,
+) -> async_graphql::Result<Arc<T>>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = async_graphql::Result<T>>,
+{
+    let value = cache
+        .get_or_try(key, async {
+            compute
+                .await
+                .map(|v| Arc::new(v) as Analytics)
+                .map_err(|e| e.message)
+        })
+        .await
+        .map_err(|e| internal(e.as_str()))?;
+    value
+        .downcast::<T>()
+        .map_err(|_| internal("an analytics cache entry has another type"))
 }
 
 #[Object]
@@ -220,19 +282,23 @@ impl AnalyticsQuery {
             return Err(bad_input(format!("{symbol:?} is not a symbol")));
         };
         let limit = page_size(ctx, first, usize::MAX)?;
-        Ok(stock_members(ctx, symbol.as_str())
-            .await?
+        let snap = snapshot(ctx)?;
+        let Some(stock) = snap.stock(symbol.as_str()) else {
+            return Ok(Vec::new());
+        };
+        Ok(snap
+            .stock_at(stock)
+            .memberships
             .iter()
-            .filter(|m| m.group.group_type == GroupType::Etf.as_str())
+            .filter(|at| snap.group(at.group).kind == GroupType::Etf)
             .take(limit)
-            .map(|m| Membership {
-                membership: m.membership.clone(),
-                group: m.group.clone(),
-            })
+            .map(|&at| Membership::new(snap.clone(), at))
             .collect())
     }
 
-    /// How much two groups overlap (`overlap(a: "SPY", b: "QQQ")`).
+    /// How much two groups overlap (`overlap(a: "SPY", b: "QQQ")`); computed once per data
+    /// version.
+    #[graphql(complexity = "200 + first.unwrap_or(25).max(0) as usize * child_complexity")]
     async fn overlap(
         &self,
         ctx: &Context<'_>,
@@ -242,53 +308,19 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Overlap> {
         let limit = page_size(ctx, first, 25)?;
         let (ga, gb) = (resolve_reference(ctx, &a)?, resolve_reference(ctx, &b)?);
-        let (ma, mb) = (
-            group_members(ctx, ga.id).await?,
-            group_members(ctx, gb.id).await?,
-        );
-        let (wa, wb) = (weight_of(&ma), weight_of(&mb));
-        let mut holdings: Vec<OverlapHolding> = ma
-            .iter()
-            .filter(|m| wb.contains_key(m.symbol.as_str()))
-            .map(|m| OverlapHolding {
-                symbol: m.symbol.clone(),
-                weight_a: m.weight,
-                weight_b: wb[m.symbol.as_str()],
-            })
-            .collect();
-        let min = |h: &OverlapHolding| h.weight_a.unwrap_or(0.0).min(h.weight_b.unwrap_or(0.0));
-        holdings.sort_by(|x, y| {
-            min(y)
-                .total_cmp(&min(x))
-                .then_with(|| x.symbol.cmp(&y.symbol))
-        });
-        let weighted =
-            ma.iter().any(|m| m.weight.is_some()) && mb.iter().any(|m| m.weight.is_some());
-        let coverage = |own: &HashMap<&str, Option<f64>>, common: f64, count: usize| {
-            let total: f64 = own.values().flatten().sum();
-            if weighted && total > 0.0 {
-                common * 100.0 / total
-            } else if own.is_empty() {
-                0.0
-            } else {
-                count as f64 * 100.0 / own.len() as f64
-            }
-        };
-        let common_a: f64 = holdings.iter().filter_map(|h| h.weight_a).sum();
-        let common_b: f64 = holdings.iter().filter_map(|h| h.weight_b).sum();
-        let common = holdings.len();
-        Ok(Overlap {
-            overlap_weight: weighted.then(|| holdings.iter().map(min).sum()),
-            a_coverage: coverage(&wa, common_a, common),
-            b_coverage: coverage(&wb, common_b, common),
-            common,
-            holdings: holdings.into_iter().take(limit).collect(),
-            a: Group(ga),
-            b: Group(gb),
+        let snap = snapshot(ctx)?;
+        let key = format!("overlap:{}:{}", ga.index(), gb.index());
+        let full = memo(&snap.caches.analytics, key, async {
+            Ok(compute_overlap(&ga, &gb))
         })
+        .await?;
+        let mut out: Overlap = (*full).clone();
+        out.holdings.truncate(limit);
+        Ok(out)
     }
 
-    /// A group's exposure by sector or theme, heaviest first.
+    /// A group's exposure by sector or theme, heaviest first; computed once per data version.
+    #[graphql(complexity = "200 * child_complexity")]
     async fn exposure(
         &self,
         ctx: &Context<'_>,
@@ -296,58 +328,17 @@ impl AnalyticsQuery {
         #[graphql(desc = "Group its members by sector or by theme.")] by: ExposureBy,
     ) -> async_graphql::Result<Vec<Exposure>> {
         let g = resolve_reference(ctx, &group)?;
-        let members = group_members(ctx, g.id).await?;
-        let want = match by {
-            ExposureBy::Sector => GroupType::Sector,
-            ExposureBy::Theme => GroupType::Theme,
-        };
-        let symbols: Vec<String> = members.iter().map(|m| m.symbol.clone()).collect();
-        let by_symbol = state(ctx)?
-            .stock_members(&*snapshot(ctx)?, &symbols)
-            .await
-            .map_err(internal)?;
-        let mut rows: BTreeMap<String, (usize, Option<f64>)> = BTreeMap::new();
-        for m in members.iter() {
-            let keys: Vec<String> = by_symbol
-                .get(&m.symbol)
-                .map(|list| {
-                    list.iter()
-                        .filter(|x| x.group.group_type == want.as_str())
-                        .map(|x| x.group.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let keys = if keys.is_empty() && want == GroupType::Sector {
-                vec!["unknown".to_owned()]
-            } else {
-                keys
-            };
-            for key in keys {
-                let row = rows.entry(key).or_insert((0, None));
-                row.0 += 1;
-                if let Some(w) = m.weight {
-                    row.1 = Some(row.1.unwrap_or(0.0) + w);
-                }
-            }
-        }
-        let mut out: Vec<Exposure> = rows
-            .into_iter()
-            .map(|(key, (members, weight))| Exposure {
-                key,
-                members,
-                weight,
-            })
-            .collect();
-        out.sort_by(|x, y| {
-            y.weight
-                .unwrap_or(0.0)
-                .total_cmp(&x.weight.unwrap_or(0.0))
-                .then(y.members.cmp(&x.members))
-        });
-        Ok(out)
+        let snap = snapshot(ctx)?;
+        let key = format!("exposure:{}:{by:?}", g.index());
+        let rows = memo(&snap.caches.analytics, key, async {
+            Ok(compute_exposure(&g, by))
+        })
+        .await?;
+        Ok((*rows).clone())
     }
 
     /// The membership changes loads made to a group since a time (newest first).
+    #[graphql(complexity = "first.unwrap_or(100).max(0) as usize * child_complexity")]
     async fn changes(
         &self,
         ctx: &Context<'_>,
@@ -358,17 +349,14 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Vec<Change>> {
         let limit = page_size(ctx, first, 100)?;
         let g = resolve_reference(ctx, &group)?;
-        let group_type = g
-            .group_type
-            .parse()
-            .map_err(|e: entity::UnknownGroupType| internal(e))?;
+        let (_, data) = g.snapshot_group();
         let state = state(ctx)?;
         state.count_query();
         let rows = loader::graph::changes_to_group(
             &state.db,
             state.environment(),
-            group_type,
-            &g.name,
+            data.kind,
+            &data.model.name,
             since,
             limit as u64,
         )
@@ -400,54 +388,27 @@ impl AnalyticsQuery {
         let rows = loader::graph::recent_runs(&state.db, state.environment(), limit as u64)
             .await
             .map_err(internal)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| LoadRun {
-                id: r.id,
-                kind: r.kind,
-                mode: r.mode,
-                scope: r.scope,
-                source: r.source,
-                started_at: r.started_at,
-                finished_at: r.finished_at,
-                state: r.state,
-                holder: r.holder,
-                files_total: r.files_total,
-                files_loaded: r.files_loaded,
-                files_unchanged: r.files_unchanged,
-                files_rejected: r.files_rejected,
-                created: r.created,
-                updated: r.updated,
-                deleted: r.deleted,
-                skipped: r.skipped,
-                data_version: r.data_version,
-                error: r.error,
-            })
-            .collect())
+        Ok(rows.into_iter().map(LoadRun::from).collect())
     }
 
     /// Counts of the served data.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
         let state = state(ctx)?;
-        let snapshot = snapshot(ctx)?;
-        let n = |t: GroupType| snapshot.index.list(Some(t)).len();
+        let snap = snapshot(ctx)?;
         Ok(Stats {
             environment: state.environment().to_owned(),
-            data_version: snapshot.version,
-            etfs: n(GroupType::Etf),
-            sectors: n(GroupType::Sector),
-            themes: n(GroupType::Theme),
-            universes: n(GroupType::Universe),
-            stocks: state
-                .stock_symbols(&snapshot)
-                .await
-                .map_err(internal)?
-                .len(),
+            data_version: snap.version,
+            etfs: snap.count(GroupType::Etf),
+            sectors: snap.count(GroupType::Sector),
+            themes: snap.count(GroupType::Theme),
+            universes: snap.count(GroupType::Universe),
+            stocks: snap.listed.len(),
         })
     }
 
     /// The data-quality report (`holdgraph report`), with the top 10 holdings of every ETF when
-    /// `detail` is true.
+    /// `detail` is true; computed once per data version.
+    #[graphql(complexity = 5_000)]
     async fn report(
         &self,
         ctx: &Context<'_>,
@@ -458,32 +419,136 @@ impl AnalyticsQuery {
         detail: bool,
     ) -> async_graphql::Result<ReportResult> {
         let state = state(ctx)?;
-        let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
-        let (report, _) = loader::quality::report(&state.db, state.environment(), &sectors, detail)
-            .await
-            .map_err(internal)?;
-        Ok(ReportResult {
-            data: Json(serde_json::to_value(&report).map_err(internal)?),
-            text: report.render(loader::quality::Format::Console),
-            markdown: report.render(loader::quality::Format::Markdown),
+        let snap = snapshot(ctx)?;
+        let report = memo(&snap.caches.checks, format!("report:{detail}"), async {
+            let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+            state.count_query();
+            let (report, _) =
+                loader::quality::report(&state.db, state.environment(), &sectors, detail)
+                    .await
+                    .map_err(internal)?;
+            Ok(ReportResult {
+                data: Json(serde_json::to_value(&report).map_err(internal)?),
+                text: report.render(loader::quality::Format::Console),
+                markdown: report.render(loader::quality::Format::Markdown),
+            })
         })
+        .await?;
+        Ok((*report).clone())
     }
 
-    /// The validation checks (`holdgraph validate`).
+    /// The validation checks (`holdgraph validate`); computed once per data version.
+    #[graphql(complexity = 5_000)]
     async fn validation(&self, ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
-        run_validation(ctx).await
+        let snap = snapshot(ctx)?;
+        let result = memo(
+            &snap.caches.checks,
+            "validation".to_owned(),
+            run_validation(ctx),
+        )
+        .await?;
+        Ok((*result).clone())
     }
 
     /// Cache hits, misses, hit rate, sizes and loads.
     #[graphql(cache_control(no_cache))]
     async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStats> {
         let state = state(ctx)?;
+        let snap = snapshot(ctx)?;
         Ok(CacheStats {
-            data_version: state.version(),
-            caches: state.cache_stats(),
+            data_version: snap.version,
+            caches: snap.caches.stats(),
             db_queries: state.queries(),
         })
     }
+}
+
+/// Two groups' overlap, every common holding listed.
+fn compute_overlap(ga: &Group, gb: &Group) -> Overlap {
+    let (snap, a) = ga.snapshot_group();
+    let (_, b) = gb.snapshot_group();
+    let wb: HashMap<u32, Option<f64>> = b.members.iter().map(|m| (m.stock, m.weight)).collect();
+    let mut holdings: Vec<OverlapHolding> = a
+        .members
+        .iter()
+        .filter_map(|m| {
+            Some(OverlapHolding {
+                symbol: snap.symbol_of(m).to_string(),
+                weight_a: m.weight,
+                weight_b: *wb.get(&m.stock)?,
+            })
+        })
+        .collect();
+    let min = |h: &OverlapHolding| h.weight_a.unwrap_or(0.0).min(h.weight_b.unwrap_or(0.0));
+    holdings.sort_by(|x, y| {
+        min(y)
+            .total_cmp(&min(x))
+            .then_with(|| x.symbol.cmp(&y.symbol))
+    });
+    let weighted = a.total_weight.is_some() && b.total_weight.is_some();
+    let coverage =
+        |group: &crate::snapshot::Group, common: f64, count: usize| match group.total_weight {
+            Some(total) if weighted && total > 0.0 => common * 100.0 / total,
+            _ if group.members.is_empty() => 0.0,
+            _ => count as f64 * 100.0 / group.members.len() as f64,
+        };
+    let common_a: f64 = holdings.iter().filter_map(|h| h.weight_a).sum();
+    let common_b: f64 = holdings.iter().filter_map(|h| h.weight_b).sum();
+    let common = holdings.len();
+    Overlap {
+        overlap_weight: weighted.then(|| holdings.iter().map(min).sum()),
+        a_coverage: coverage(a, common_a, common),
+        b_coverage: coverage(b, common_b, common),
+        common,
+        holdings,
+        a: ga.clone(),
+        b: gb.clone(),
+    }
+}
+
+/// A group's members summed by their sector or theme, heaviest first.
+fn compute_exposure(g: &Group, by: ExposureBy) -> Vec<Exposure> {
+    let (snap, group) = g.snapshot_group();
+    let want = match by {
+        ExposureBy::Sector => GroupType::Sector,
+        ExposureBy::Theme => GroupType::Theme,
+    };
+    let mut rows: BTreeMap<&str, (usize, Option<f64>)> = BTreeMap::new();
+    for m in &group.members {
+        let stock = snap.stock_at(m.stock);
+        let mut keys: Vec<&str> = stock
+            .memberships
+            .iter()
+            .map(|at| snap.group(at.group))
+            .filter(|x| x.kind == want)
+            .map(|x| x.model.name.as_str())
+            .collect();
+        if keys.is_empty() && want == GroupType::Sector {
+            keys.push("unknown");
+        }
+        for key in keys {
+            let row = rows.entry(key).or_insert((0, None));
+            row.0 += 1;
+            if let Some(w) = m.weight {
+                row.1 = Some(row.1.unwrap_or(0.0) + w);
+            }
+        }
+    }
+    let mut out: Vec<Exposure> = rows
+        .into_iter()
+        .map(|(key, (members, weight))| Exposure {
+            key: key.to_owned(),
+            members,
+            weight,
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        y.weight
+            .unwrap_or(0.0)
+            .total_cmp(&x.weight.unwrap_or(0.0))
+            .then(y.members.cmp(&x.members))
+    });
+    out
 }
 
 /// Runs the validation checks on the served environment.

@@ -1,65 +1,33 @@
-//! Request-scoped dataloaders: the cache misses of one request are batched into one `IN (...)`
-//! read per kind of look-up, so no query costs one SQL statement per row.
+//! Request-scoped dataloaders for what the snapshot does not hold: the runs that made the
+//! changes a query lists are read in one `IN (...)` batch per request, never one per change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
+use loader::graph::RunSummary;
 
-use crate::cache::{GroupMembers, StockMembers};
-use crate::state::{AppState, Snapshot};
+use crate::state::AppState;
 
-/// Memberships of a stock, by normalised symbol.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct MembersBySymbol(pub String);
-
-/// Members of a group, by group id.
+/// A load run, by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MembersByGroup(pub i32);
+pub struct RunById(pub i32);
 
-/// The loader behind both keys: it reads for, and fills the caches of, the snapshot its
-/// request answers from.
-pub struct GraphLoader {
+/// Reads load runs for one request.
+pub struct RunLoader {
     pub state: Arc<AppState>,
-    pub snapshot: Arc<Snapshot>,
 }
 
-impl Loader<MembersBySymbol> for GraphLoader {
-    type Value = StockMembers;
+impl Loader<RunById> for RunLoader {
+    type Value = RunSummary;
     type Error = Arc<sea_orm::DbErr>;
 
-    async fn load(
-        &self,
-        keys: &[MembersBySymbol],
-    ) -> Result<HashMap<MembersBySymbol, StockMembers>, Self::Error> {
-        let symbols: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
-        Ok(self
-            .state
-            .fetch_stocks(&self.snapshot, &symbols)
-            .await
-            .map_err(Arc::new)?
-            .into_iter()
-            .map(|(k, v)| (MembersBySymbol(k), v))
-            .collect())
-    }
-}
-
-impl Loader<MembersByGroup> for GraphLoader {
-    type Value = GroupMembers;
-    type Error = Arc<sea_orm::DbErr>;
-
-    async fn load(
-        &self,
-        keys: &[MembersByGroup],
-    ) -> Result<HashMap<MembersByGroup, GroupMembers>, Self::Error> {
+    async fn load(&self, keys: &[RunById]) -> Result<HashMap<RunById, RunSummary>, Self::Error> {
         let ids: Vec<i32> = keys.iter().map(|k| k.0).collect();
-        Ok(self
-            .state
-            .fetch_groups(&self.snapshot, &ids)
+        self.state.count_query();
+        let runs = loader::graph::runs_by_id(&self.state.db, self.state.environment(), &ids)
             .await
-            .map_err(Arc::new)?
-            .into_iter()
-            .map(|(k, v)| (MembersByGroup(k), v))
-            .collect())
+            .map_err(Arc::new)?;
+        Ok(runs.into_iter().map(|r| (RunById(r.id), r)).collect())
     }
 }

@@ -4,13 +4,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Json, Object, SimpleObject};
-use entity::{GroupType, definition_group};
+use entity::GroupType;
 
 use super::error::{bad_input, code, coded};
 use super::membership::Membership;
-use super::{
-    Cursors, PageInfo, group_members, page_size, prefetch_stocks, selects_stock_data, snapshot,
-};
+use super::{Cursors, PageInfo, page_size, snapshot};
+use crate::snapshot::{At, Snapshot};
 
 /// The kind of a group.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -37,13 +36,13 @@ impl From<GroupKind> for GroupType {
     }
 }
 
-impl GroupKind {
-    fn of(group_type: &str) -> Self {
-        match group_type.parse() {
-            Ok(GroupType::Etf) => Self::Etf,
-            Ok(GroupType::Sector) => Self::Sector,
-            Ok(GroupType::Theme) => Self::Theme,
-            _ => Self::Universe,
+impl From<GroupType> for GroupKind {
+    fn from(t: GroupType) -> Self {
+        match t {
+            GroupType::Etf => Self::Etf,
+            GroupType::Sector => Self::Sector,
+            GroupType::Theme => Self::Theme,
+            GroupType::Universe => Self::Universe,
         }
     }
 }
@@ -60,7 +59,21 @@ pub enum MemberOrder {
 
 /// An ETF, sector, theme or universe.
 #[derive(Clone)]
-pub struct Group(pub Arc<definition_group::Model>);
+pub struct Group {
+    snap: Arc<Snapshot>,
+    index: u32,
+}
+
+impl Group {
+    /// The group at an index of a snapshot.
+    pub fn new(snap: Arc<Snapshot>, index: u32) -> Self {
+        Self { snap, index }
+    }
+
+    fn data(&self) -> &crate::snapshot::Group {
+        self.snap.group(self.index)
+    }
+}
 
 /// A page of members.
 #[derive(SimpleObject)]
@@ -87,45 +100,43 @@ pub struct MembershipEdge {
 impl Group {
     /// The group's id.
     async fn id(&self) -> i32 {
-        self.0.id
+        self.data().model.id
     }
 
     /// `SPY` for an ETF, a key such as `information_technology` or `sp500` otherwise.
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.data().model.name
     }
 
     /// The group's kind.
     #[graphql(name = "type")]
     async fn kind(&self) -> GroupKind {
-        GroupKind::of(&self.0.group_type)
+        self.data().kind.into()
     }
 
     /// The fund's or index's name, or the definition's description; null when none is known.
     async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+        self.data().model.description.as_deref()
     }
 
     /// The display name of a sector or theme; null for ETFs and universes.
     async fn display_name(&self) -> Option<&str> {
-        self.0.metadata.as_ref()?["display_name"].as_str()
+        self.data().model.metadata.as_ref()?["display_name"].as_str()
     }
 
     /// Everything kept about the group (source file and shape; industries, aliases; criteria).
     async fn metadata(&self) -> Option<Json<serde_json::Value>> {
-        self.0.metadata.clone().map(Json)
+        self.data().model.metadata.clone().map(Json)
     }
 
     /// How many members the group has.
-    async fn member_count(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
-        Ok(group_members(ctx, self.0.id).await?.len())
+    async fn member_count(&self) -> usize {
+        self.data().members.len()
     }
 
     /// The sum of the members' weights; null when no member has a weight.
-    async fn total_weight(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<f64>> {
-        let members = group_members(ctx, self.0.id).await?;
-        let weights: Vec<f64> = members.iter().filter_map(|m| m.weight).collect();
-        Ok((!weights.is_empty()).then(|| weights.iter().sum()))
+    async fn total_weight(&self) -> Option<f64> {
+        self.data().total_weight
     }
 
     /// The members, paged: ordered by weight (heaviest first) or by symbol, optionally only
@@ -142,36 +153,34 @@ impl Group {
         let size = page_size(ctx, first, 25)?;
         let cursors = Cursors::of(ctx)?;
         let offset = cursors.after(after.as_deref())?;
-        let all = group_members(ctx, self.0.id).await?;
-        let mut members: Vec<_> = all
-            .iter()
-            .filter(|m| min_weight.is_none_or(|min| m.weight.is_some_and(|w| w >= min)))
-            .collect();
-        if order_by == MemberOrder::Symbol {
-            members.sort_by(|a, b| a.symbol.cmp(&b.symbol));
-        }
-        let (range, page_info) = cursors.page(members.len(), offset, size);
-        let stocks = ctx.look_ahead().field("edges").field("node").field("stock");
-        if selects_stock_data(&stocks) {
-            let symbols: Vec<String> = members[range.clone()]
-                .iter()
-                .map(|m| m.symbol.clone())
-                .collect();
-            prefetch_stocks(ctx, &symbols).await?;
-        }
-        let edges = members[range.clone()]
+        let group = self.data();
+        let keep = |i: &u32| {
+            min_weight.is_none_or(|min| group.members[*i as usize].weight.is_some_and(|w| w >= min))
+        };
+        let order: Vec<u32> = match order_by {
+            MemberOrder::Weight => (0..group.members.len())
+                .filter_map(|i| u32::try_from(i).ok())
+                .filter(keep)
+                .collect(),
+            MemberOrder::Symbol => group.by_symbol.iter().copied().filter(keep).collect(),
+        };
+        let (range, page_info) = cursors.page(order.len(), offset, size);
+        let edges = order[range.clone()]
             .iter()
             .zip(range)
-            .map(|(m, i)| MembershipEdge {
+            .map(|(&member, i)| MembershipEdge {
                 cursor: cursors.at(i),
-                node: Membership {
-                    membership: (*m).clone(),
-                    group: self.0.clone(),
-                },
+                node: Membership::new(
+                    self.snap.clone(),
+                    At {
+                        group: self.index,
+                        member,
+                    },
+                ),
             })
             .collect();
         Ok(MembershipConnection {
-            total_count: members.len(),
+            total_count: order.len(),
             page_info,
             edges,
         })
@@ -179,12 +188,12 @@ impl Group {
 
     /// When the group was created.
     async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.created_at
+        self.data().model.created_at
     }
 
     /// When the group's description or metadata last changed.
     async fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.updated_at
+        self.data().model.updated_at
     }
 }
 
@@ -193,9 +202,8 @@ impl Group {
 pub(crate) fn resolve_reference(
     ctx: &Context<'_>,
     reference: &str,
-) -> async_graphql::Result<Arc<definition_group::Model>> {
-    let snapshot = snapshot(ctx)?;
-    let index = &snapshot.index;
+) -> async_graphql::Result<Group> {
+    let snap = snapshot(ctx)?;
     let (types, name): (Vec<GroupType>, &str) = match reference.split_once(':') {
         Some((t, name)) => (
             vec![
@@ -214,22 +222,36 @@ pub(crate) fn resolve_reference(
             reference,
         ),
     };
-    types
+    let index = types
         .into_iter()
-        .find_map(|t| index.find(t, name))
-        .ok_or_else(|| coded(code::NOT_FOUND, format!("no group named {reference:?}")))
+        .find_map(|t| snap.find(t, name))
+        .ok_or_else(|| coded(code::NOT_FOUND, format!("no group named {reference:?}")))?;
+    Ok(Group::new(snap, index))
+}
+
+impl Group {
+    /// The snapshot data of the group (for analytics).
+    pub(crate) fn snapshot_group(&self) -> (&Arc<Snapshot>, &crate::snapshot::Group) {
+        (&self.snap, self.data())
+    }
+
+    /// The group's place in its snapshot.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
 }
 
 /// The symbols of a group reference.
-pub(crate) async fn members_of_reference(
+pub(crate) fn members_of_reference(
     ctx: &Context<'_>,
     reference: &str,
-) -> async_graphql::Result<BTreeSet<String>> {
+) -> async_graphql::Result<BTreeSet<Arc<str>>> {
     let group = resolve_reference(ctx, reference)?;
-    Ok(group_members(ctx, group.id)
-        .await?
+    let (snap, data) = group.snapshot_group();
+    Ok(data
+        .members
         .iter()
-        .map(|m| m.symbol.clone())
+        .map(|m| snap.symbol_of(m).clone())
         .collect())
 }
 
@@ -249,15 +271,15 @@ pub struct GroupConnection {
 pub struct GroupQuery;
 
 fn one(ctx: &Context<'_>, kind: GroupType, name: &str) -> async_graphql::Result<Option<Group>> {
-    Ok(snapshot(ctx)?.index.find(kind, name).map(Group))
+    let snap = snapshot(ctx)?;
+    Ok(snap.find(kind, name).map(|i| Group::new(snap.clone(), i)))
 }
 
 fn all(ctx: &Context<'_>, kind: GroupType) -> async_graphql::Result<Vec<Group>> {
-    Ok(snapshot(ctx)?
-        .index
+    let snap = snapshot(ctx)?;
+    Ok(snap
         .list(Some(kind))
-        .into_iter()
-        .map(Group)
+        .map(|i| Group::new(snap.clone(), i))
         .collect())
 }
 
@@ -285,12 +307,16 @@ impl GroupQuery {
         let size = page_size(ctx, first, 100)?;
         let cursors = Cursors::of(ctx)?;
         let offset = cursors.after(after.as_deref())?;
-        let list = snapshot(ctx)?.index.list(kind.map(GroupType::from));
+        let snap = snapshot(ctx)?;
+        let list: Vec<u32> = snap.list(kind.map(GroupType::from)).collect();
         let (range, page_info) = cursors.page(list.len(), offset, size);
         Ok(GroupConnection {
             total_count: list.len(),
             page_info,
-            nodes: list[range].iter().cloned().map(Group).collect(),
+            nodes: list[range]
+                .iter()
+                .map(|&i| Group::new(snap.clone(), i))
+                .collect(),
         })
     }
 
@@ -360,8 +386,8 @@ impl GroupQuery {
     ) -> async_graphql::Result<Vec<String>> {
         let mut out = BTreeSet::new();
         for reference in &groups {
-            out.extend(members_of_reference(ctx, reference).await?);
+            out.extend(members_of_reference(ctx, reference)?);
         }
-        Ok(out.into_iter().collect())
+        Ok(out.into_iter().map(|s| s.to_string()).collect())
     }
 }

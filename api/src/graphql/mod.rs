@@ -1,6 +1,7 @@
 //! The GraphQL schema: one module per type family, the root `Query` a merge of per-family
-//! objects, resolvers thin over the cached read paths of [`crate::state::AppState`]. Every
-//! request answers from one [`Snapshot`] (one data version), taken when it is prepared.
+//! objects, resolvers thin over the in-memory [`Snapshot`] of one data version, taken when the
+//! request is prepared and held to its end. Only run history and change records are read from
+//! the database, through the request's dataloader.
 
 pub mod analytics;
 pub mod dataloader;
@@ -15,9 +16,9 @@ use std::sync::Arc;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
-use crate::cache::{GroupMembers, StockMembers};
-use crate::state::{AppState, Snapshot};
-use dataloader::{GraphLoader, MembersByGroup, MembersBySymbol};
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use dataloader::RunLoader;
 use error::internal;
 
 /// The root query.
@@ -46,6 +47,47 @@ pub fn schema(state: Arc<AppState>) -> GraphSchema {
         .limit_complexity(settings.max_complexity)
         .data(state.clone())
         .finish()
+}
+
+/// The schema for introspection-only queries: no complexity limit and a deeper depth limit,
+/// so the standard introspection query GraphiQL and code generators send is always accepted.
+pub fn introspection_schema(state: Arc<AppState>) -> GraphSchema {
+    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
+        .limit_depth(INTROSPECTION_DEPTH)
+        .data(state)
+        .finish()
+}
+
+/// How deep an introspection query may nest (the standard one reaches 13).
+const INTROSPECTION_DEPTH: usize = 32;
+
+/// Whether every operation of a query asks only for `__schema`, `__type` and `__typename`.
+pub fn is_introspection(query: &str) -> bool {
+    use async_graphql::parser::types::Selection;
+    if !query.contains("__schema") && !query.contains("__type") {
+        return false;
+    }
+    let Ok(document) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    let mut operations = document.operations.iter().peekable();
+    operations.peek().is_some()
+        && operations.all(|(_, op)| {
+            op.node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .all(|item| match &item.node {
+                    Selection::Field(f) => {
+                        matches!(
+                            f.node.name.node.as_str(),
+                            "__schema" | "__type" | "__typename"
+                        )
+                    }
+                    _ => false,
+                })
+        })
 }
 
 /// The schema without a server behind it: its SDL and introspection answer, every resolver
@@ -77,9 +119,8 @@ pub fn prepare_at(
     snapshot: Arc<Snapshot>,
     caller: Caller,
 ) -> async_graphql::Request {
-    let loader = GraphLoader {
+    let loader = RunLoader {
         state: state.clone(),
-        snapshot: snapshot.clone(),
     };
     request
         .data(caller)
@@ -127,77 +168,6 @@ pub(crate) fn snapshot(ctx: &Context<'_>) -> async_graphql::Result<Arc<Snapshot>
         Some(s) => Ok(s.clone()),
         None => Ok(state(ctx)?.snapshot()),
     }
-}
-
-/// A stock's memberships: the cache, else this request's dataloader (one batch for all the
-/// stocks the query touches).
-pub(crate) async fn stock_members(
-    ctx: &Context<'_>,
-    symbol: &str,
-) -> async_graphql::Result<StockMembers> {
-    let snapshot = snapshot(ctx)?;
-    if let Some(hit) = snapshot.caches.stocks.get(&symbol.to_owned()).await {
-        return Ok(hit);
-    }
-    let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
-        Some(loader) => loader
-            .load_one(MembersBySymbol(symbol.to_owned()))
-            .await
-            .map_err(internal)?,
-        None => state(ctx)?
-            .fetch_stocks(&snapshot, &[symbol.to_owned()])
-            .await
-            .map_err(internal)?
-            .remove(symbol),
-    };
-    Ok(loaded.unwrap_or_default())
-}
-
-/// A group's members, heaviest first: the cache, else the request's dataloader.
-pub(crate) async fn group_members(
-    ctx: &Context<'_>,
-    id: i32,
-) -> async_graphql::Result<GroupMembers> {
-    let snapshot = snapshot(ctx)?;
-    if let Some(hit) = snapshot.caches.groups.get(&id).await {
-        return Ok(hit);
-    }
-    let loaded = match ctx.data_opt::<DataLoader<GraphLoader>>() {
-        Some(loader) => loader
-            .load_one(MembersByGroup(id))
-            .await
-            .map_err(internal)?,
-        None => state(ctx)?
-            .fetch_groups(&snapshot, &[id])
-            .await
-            .map_err(internal)?
-            .remove(&id),
-    };
-    Ok(loaded.unwrap_or_default())
-}
-
-/// Whether the selection at `node` (stock nodes) asks for more than the symbol, which needs no
-/// read.
-pub(crate) fn selects_stock_data(node: &async_graphql::Lookahead<'_>) -> bool {
-    node.selection_fields().iter().any(|f| {
-        f.selection_set()
-            .any(|c| !matches!(c.name(), "symbol" | "__typename"))
-    })
-}
-
-/// Reads the memberships of a page of stocks in one batch before their fields resolve, so a
-/// page costs one statement however its fields are scheduled (the dataloader batches what
-/// arrives within its window, which depends on timing).
-pub(crate) async fn prefetch_stocks(
-    ctx: &Context<'_>,
-    symbols: &[String],
-) -> async_graphql::Result<()> {
-    let snapshot = snapshot(ctx)?;
-    state(ctx)?
-        .stock_members(&snapshot, symbols)
-        .await
-        .map_err(internal)?;
-    Ok(())
 }
 
 /// Checks a page size against the configured maximum.

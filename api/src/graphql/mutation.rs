@@ -108,6 +108,13 @@ fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<()> {
 async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<CommandResult> {
     require_admin(ctx)?;
     let state = state(ctx)?;
+    if !state.database_health().0 {
+        return Err(coded(
+            code::SERVICE_UNAVAILABLE,
+            "the database is unreachable: writes are refused until it is back (queries are \
+             still answered from the last snapshot)",
+        ));
+    }
     let Ok(_guard) = state.load_lock.try_lock() else {
         return Err(coded(
             code::CONFLICT,
@@ -124,7 +131,8 @@ async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<Comma
         };
         dispatch(&command, &state.config, &state.db, &mut io).await
     };
-    state.sync_version(true).await.map_err(internal)?;
+    // Serve what the command committed before answering it.
+    state.sync_version(false).await.map_err(internal)?;
     let exit = result.map_err(|e| {
         // Loader errors name files and lines, never SQL; database errors are logged only.
         let busy = e.chain().any(|c| {
@@ -318,7 +326,8 @@ impl Mutation {
         })
     }
 
-    /// Reads every group's members and every stock's memberships into the caches.
+    /// Reads the graph again from the database into a new snapshot (every group's members and
+    /// every stock's memberships), with empty caches.
     async fn warm_cache(&self, ctx: &Context<'_>) -> async_graphql::Result<WarmResult> {
         require_admin(ctx)?;
         let state = state(ctx)?;

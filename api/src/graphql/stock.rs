@@ -1,59 +1,40 @@
 //! `Stock`: a symbol that appears in any membership, with its sector, ETFs, themes and
 //! universes.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use entity::GroupType;
 use loader::symbol::Symbol;
 
 use super::group::{Group, GroupKind};
 use super::membership::Membership;
-use super::{
-    Cursors, PageInfo, page_size, prefetch_stocks, selects_stock_data, snapshot, state,
-    stock_members,
-};
-use crate::cache::StockMembers;
+use super::{Cursors, PageInfo, page_size, snapshot};
+use crate::snapshot::Snapshot;
 
 /// A stock: any symbol held by an ETF or listed in a universe or theme.
+#[derive(Clone)]
 pub struct Stock {
-    symbol: String,
+    snap: Arc<Snapshot>,
+    index: u32,
 }
 
 impl Stock {
-    /// A stock by its normalised symbol.
-    pub fn new(symbol: String) -> Self {
-        Self { symbol }
+    /// The stock at an index of a snapshot.
+    pub fn new(snap: Arc<Snapshot>, index: u32) -> Self {
+        Self { snap, index }
     }
 
-    async fn members(&self, ctx: &Context<'_>) -> async_graphql::Result<StockMembers> {
-        stock_members(ctx, &self.symbol).await
+    fn data(&self) -> &crate::snapshot::Stock {
+        self.snap.stock_at(self.index)
     }
 
-    async fn of(
-        &self,
-        ctx: &Context<'_>,
-        kind: Option<GroupType>,
-    ) -> async_graphql::Result<Vec<Membership>> {
-        Ok(self
-            .members(ctx)
-            .await?
+    fn of(&self, kind: Option<GroupType>) -> impl Iterator<Item = Membership> + '_ {
+        self.data()
+            .memberships
             .iter()
-            .filter(|m| kind.is_none_or(|k| m.group.group_type == k.as_str()))
-            .map(|m| Membership {
-                membership: m.membership.clone(),
-                group: m.group.clone(),
-            })
-            .collect())
-    }
-
-    async fn sector_membership(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<Membership>> {
-        Ok(self
-            .of(ctx, Some(GroupType::Sector))
-            .await?
-            .into_iter()
-            .next())
+            .filter(move |at| kind.is_none_or(|k| self.snap.group(at.group).kind == k))
+            .map(|&at| Membership::new(self.snap.clone(), at))
     }
 }
 
@@ -63,99 +44,66 @@ impl Stock {
 impl Stock {
     /// The normalised symbol (`BRK.B`).
     async fn symbol(&self) -> &str {
-        &self.symbol
+        &self.data().symbol
     }
 
     /// The name shown for the stock (see `build-stock-metadata`); null when no file names it.
-    async fn name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let members = self.members(ctx).await?;
-        let from_sector = members
-            .iter()
-            .find(|m| m.group.group_type == GroupType::Sector.as_str())
-            .and_then(|m| {
-                m.membership.metadata.as_ref()?["name"]
-                    .as_str()
-                    .map(str::to_owned)
-            });
-        Ok(from_sector.or_else(|| {
-            members.iter().find_map(|m| {
-                m.membership.metadata.as_ref()?["name"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-        }))
+    async fn name(&self) -> Option<&str> {
+        self.data().name.as_deref()
     }
 
     /// The sector key (`information_technology`), `unknown` when the stock has none.
-    async fn sector(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
-        Ok(self
-            .sector_membership(ctx)
-            .await?
-            .map_or_else(|| "unknown".to_owned(), |m| m.group.name.clone()))
+    async fn sector(&self) -> &str {
+        self.data()
+            .sector
+            .map_or("unknown", |g| self.snap.group(g).model.name.as_str())
     }
 
     /// Where the sector came from: `manual`, `provider`, `sector_etf`, `classification` or
     /// `none`; null before enrichment.
-    async fn sector_source(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        Ok(self.sector_membership(ctx).await?.and_then(|m| {
-            m.membership.metadata.as_ref()?["source"]
-                .as_str()
-                .map(str::to_owned)
-        }))
+    async fn sector_source(&self) -> Option<&str> {
+        self.data().sector_source.as_deref()
     }
 
     /// The industry a source gave; null when none did.
-    async fn industry(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        Ok(self.sector_membership(ctx).await?.and_then(|m| {
-            m.membership.metadata.as_ref()?["industry"]
-                .as_str()
-                .map(str::to_owned)
-        }))
+    async fn industry(&self) -> Option<&str> {
+        self.data().industry.as_deref()
     }
 
     /// The ETFs holding the stock, heaviest weight first.
-    async fn etfs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
-        self.of(ctx, Some(GroupType::Etf)).await
+    async fn etfs(&self) -> Vec<Membership> {
+        self.of(Some(GroupType::Etf)).collect()
     }
 
     /// The themes the stock belongs to.
-    async fn themes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Group>> {
-        Ok(self
-            .of(ctx, Some(GroupType::Theme))
-            .await?
-            .into_iter()
-            .map(|m| Group(m.group))
-            .collect())
+    async fn themes(&self) -> Vec<Group> {
+        self.of(Some(GroupType::Theme)).map(|m| m.group()).collect()
     }
 
     /// The universes listing the stock.
-    async fn universes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Group>> {
-        Ok(self
-            .of(ctx, Some(GroupType::Universe))
-            .await?
-            .into_iter()
-            .map(|m| Group(m.group))
-            .collect())
+    async fn universes(&self) -> Vec<Group> {
+        self.of(Some(GroupType::Universe))
+            .map(|m| m.group())
+            .collect()
     }
 
     /// Every membership of the stock, or those of one group type.
     async fn groups(
         &self,
-        ctx: &Context<'_>,
         #[graphql(name = "type", desc = "Only groups of this type (default every type).")]
         kind: Option<GroupKind>,
-    ) -> async_graphql::Result<Vec<Membership>> {
-        self.of(ctx, kind.map(GroupType::from)).await
+    ) -> Vec<Membership> {
+        self.of(kind.map(GroupType::from)).collect()
     }
 
     /// How many ETFs hold the stock.
-    async fn etf_count(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
-        Ok(self.of(ctx, Some(GroupType::Etf)).await?.len())
+    async fn etf_count(&self) -> usize {
+        self.of(Some(GroupType::Etf)).count()
     }
 
     /// How many groups of any type the stock belongs to.
-    async fn group_count(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
-        Ok(self.members(ctx).await?.len())
+    async fn group_count(&self) -> usize {
+        self.data().memberships.len()
     }
 }
 
@@ -205,8 +153,10 @@ impl StockQuery {
         let Ok(symbol) = Symbol::parse(&symbol) else {
             return Ok(None);
         };
-        let members = stock_members(ctx, symbol.as_str()).await?;
-        Ok((!members.is_empty()).then(|| Stock::new(symbol.as_str().to_owned())))
+        let snap = snapshot(ctx)?;
+        Ok(snap
+            .stock(symbol.as_str())
+            .map(|index| Stock::new(snap.clone(), index)))
     }
 
     /// Stocks in symbol order, paged.
@@ -221,32 +171,27 @@ impl StockQuery {
         let size = page_size(ctx, first, 25)?;
         let cursors = Cursors::of(ctx)?;
         let offset = cursors.after(after.as_deref())?;
+        let snap = snapshot(ctx)?;
         let filter = filter.unwrap_or_default();
-        let mut symbols: Vec<String> = match &filter.group {
-            Some(reference) => super::group::members_of_reference(ctx, reference)
-                .await?
+        let mut symbols: Vec<Arc<str>> = match &filter.group {
+            Some(reference) => super::group::members_of_reference(ctx, reference)?
                 .into_iter()
                 .collect(),
-            None => state(ctx)?
-                .stock_symbols(&*snapshot(ctx)?)
-                .await
-                .map_err(super::error::internal)?
-                .to_vec(),
+            None => snap.listed.clone(),
         };
         if let Some(prefix) = &filter.symbol_prefix {
             let prefix = prefix.trim().to_ascii_uppercase();
             symbols.retain(|s| s.starts_with(&prefix));
         }
         let (range, page_info) = cursors.page(symbols.len(), offset, size);
-        if selects_stock_data(&ctx.look_ahead().field("edges").field("node")) {
-            prefetch_stocks(ctx, &symbols[range.clone()]).await?;
-        }
         let edges = symbols[range.clone()]
             .iter()
             .zip(range)
-            .map(|(s, i)| StockEdge {
-                cursor: cursors.at(i),
-                node: Stock::new(s.clone()),
+            .filter_map(|(s, i)| {
+                Some(StockEdge {
+                    cursor: cursors.at(i),
+                    node: Stock::new(snap.clone(), snap.stock(s)?),
+                })
             })
             .collect();
         Ok(StockConnection {

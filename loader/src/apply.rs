@@ -7,7 +7,7 @@ use entity::{
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
 };
 
 use crate::diff::GroupDiff;
@@ -88,8 +88,22 @@ pub async fn apply_diff(
         .added
         .iter()
         .map(|(symbol, d)| (symbol, d.weight, &d.metadata));
+    let rows = updated.chain(added);
+    if db.get_database_backend() == DbBackend::Postgres {
+        let mut batch = Vec::with_capacity(PG_CHUNK);
+        for (symbol, weight, metadata) in rows {
+            batch.push(serde_json::json!({"s": symbol.as_str(), "w": weight, "m": metadata}));
+            if batch.len() == PG_CHUNK {
+                upsert_members_pg(db, group_id, std::mem::take(&mut batch), now).await?;
+            }
+        }
+        if !batch.is_empty() {
+            upsert_members_pg(db, group_id, batch, now).await?;
+        }
+        return Ok(());
+    }
     let mut batch = Vec::with_capacity(INSERT_CHUNK);
-    for (symbol, weight, metadata) in updated.chain(added) {
+    for (symbol, weight, metadata) in rows {
         batch.push(group_membership::ActiveModel {
             id: NotSet,
             group_id: Set(group_id),
@@ -126,6 +140,34 @@ async fn upsert_members(
         )
         .exec_without_returning(db)
         .await?;
+    Ok(())
+}
+
+/// Rows per PostgreSQL bulk statement: the rows travel as one JSON parameter, expanded by
+/// `json_to_recordset`, so a statement is parsed and planned once whatever its size (a
+/// multi-row `VALUES` of a few hundred rows costs more to plan than to run).
+const PG_CHUNK: usize = 5_000;
+
+async fn upsert_members_pg(
+    db: &impl ConnectionTrait,
+    group_id: i32,
+    rows: Vec<serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
+         SELECT $1, x.s, x.w, x.m, $2 \
+         FROM json_to_recordset($3::json) AS x(s text, w double precision, m json) \
+         ON CONFLICT (group_id, symbol) \
+         DO UPDATE SET weight = EXCLUDED.weight, metadata = EXCLUDED.metadata",
+        [
+            group_id.into(),
+            now.into(),
+            serde_json::Value::Array(rows).to_string().into(),
+        ],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -182,6 +224,26 @@ pub async fn record_changes<'a>(
     run_id: i32,
     rows: impl IntoIterator<Item = ChangeRow<'a>>,
 ) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let mut batch = Vec::with_capacity(PG_CHUNK);
+        for row in rows {
+            batch.push(serde_json::json!({
+                "t": row.group_type.as_str(),
+                "g": row.group_name,
+                "s": row.symbol,
+                "c": row.change.as_str(),
+                "o": row.old_weight,
+                "n": row.new_weight,
+            }));
+            if batch.len() == PG_CHUNK {
+                record_changes_pg(db, run_id, std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            record_changes_pg(db, run_id, batch).await?;
+        }
+        return Ok(());
+    }
     let mut batch = Vec::with_capacity(INSERT_CHUNK);
     for row in rows {
         batch.push(membership_change::ActiveModel {
@@ -200,9 +262,28 @@ pub async fn record_changes<'a>(
                 .await?;
         }
     }
-    membership_change::Entity::insert_many(batch)
-        .exec_without_returning(db)
-        .await?;
+    if !batch.is_empty() {
+        membership_change::Entity::insert_many(batch)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn record_changes_pg(
+    db: &impl ConnectionTrait,
+    run_id: i32,
+    rows: Vec<serde_json::Value>,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO membership_changes \
+         (run_id, group_type, group_name, symbol, change, old_weight, new_weight) \
+         SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n FROM json_to_recordset($2::json) \
+         AS x(t text, g text, s text, c text, o double precision, n double precision)",
+        [run_id.into(), serde_json::Value::Array(rows).to_string().into()],
+    ))
+    .await?;
     Ok(())
 }
 

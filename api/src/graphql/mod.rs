@@ -119,21 +119,26 @@ pub fn prepare_at(
     snapshot: Arc<Snapshot>,
     caller: Caller,
 ) -> async_graphql::Request {
-    let loader = RunLoader {
-        state: state.clone(),
-    };
     request
         .data(caller)
         .data(snapshot)
-        .data(DataLoader::new(loader, tokio::spawn))
+        .data(DataLoader::new(
+            RunLoader {
+                state: state.clone(),
+            },
+            tokio::spawn,
+        ))
 }
 
 /// Executes a prepared request; errors that async-graphql raises itself (parse, validation,
 /// depth and complexity limits) get a code too, so every error carries `extensions.code`.
 pub async fn execute(
     schema: &GraphSchema,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> async_graphql::Response {
+    if let Some(doc) = parsed(&request.query).await {
+        request.set_parsed_query(doc);
+    }
     let mut response = schema.execute(request).await;
     for e in &mut response.errors {
         let has_code = e
@@ -154,6 +159,28 @@ pub async fn execute(
         }
     }
     response
+}
+
+/// A query's parsed document, cached by its text (dashboards send the same few texts many
+/// times a second); `None` when it does not parse, so the executor reports the error.
+async fn parsed(query: &str) -> Option<async_graphql::parser::types::ExecutableDocument> {
+    use async_graphql::parser::types::ExecutableDocument;
+    static DOCUMENTS: std::sync::OnceLock<moka::future::Cache<String, Arc<ExecutableDocument>>> =
+        std::sync::OnceLock::new();
+    let cache = DOCUMENTS.get_or_init(|| {
+        moka::future::Cache::builder()
+            .weigher(|k: &String, _: &Arc<ExecutableDocument>| {
+                u32::try_from(k.len()).unwrap_or(u32::MAX)
+            })
+            .max_capacity(16 * 1024 * 1024)
+            .build()
+    });
+    if let Some(doc) = cache.get(query).await {
+        return Some((*doc).clone());
+    }
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
+    Some(doc)
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<AppState>> {

@@ -160,7 +160,7 @@ pub struct Caches {
 }
 
 /// Bytes the response cache may hold.
-const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const RESPONSE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Caches {
     /// Empty caches holding up to `capacity` analytics entries, counting into `counters`.

@@ -272,7 +272,8 @@ async fn answer(app: &App, headers: &HeaderMap, request: async_graphql::Request)
     // One snapshot for the look-up, the execution and the fill: a response is only ever
     // cached with the version it was computed from.
     let snapshot = app.state.snapshot();
-    let key = response_key(&request);
+    // Responses are cached from a text's second request on: a one-off text is not worth it.
+    let key = response_key(&request).filter(|_| crate::graphql::seen_before(&request.query));
     if let Some(key) = &key
         && let Some(body) = snapshot.caches.responses.get(key).await
     {

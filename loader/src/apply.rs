@@ -281,7 +281,10 @@ async fn record_changes_pg(
          (run_id, group_type, group_name, symbol, change, old_weight, new_weight) \
          SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n FROM json_to_recordset($2::json) \
          AS x(t text, g text, s text, c text, o double precision, n double precision)",
-        [run_id.into(), serde_json::Value::Array(rows).to_string().into()],
+        [
+            run_id.into(),
+            serde_json::Value::Array(rows).to_string().into(),
+        ],
     ))
     .await?;
     Ok(())

@@ -14,6 +14,7 @@ pub mod stock;
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
 use crate::snapshot::Snapshot;
@@ -119,15 +120,12 @@ pub fn prepare_at(
     snapshot: Arc<Snapshot>,
     caller: Caller,
 ) -> async_graphql::Request {
-    request
-        .data(caller)
-        .data(snapshot)
-        .data(DataLoader::new(
-            RunLoader {
-                state: state.clone(),
-            },
-            tokio::spawn,
-        ))
+    request.data(caller).data(snapshot).data(DataLoader::new(
+        RunLoader {
+            state: state.clone(),
+        },
+        tokio::spawn,
+    ))
 }
 
 /// Executes a prepared request; errors that async-graphql raises itself (parse, validation,
@@ -161,25 +159,54 @@ pub async fn execute(
     response
 }
 
-/// A query's parsed document, cached by its text (dashboards send the same few texts many
-/// times a second); `None` when it does not parse, so the executor reports the error.
-async fn parsed(query: &str) -> Option<async_graphql::parser::types::ExecutableDocument> {
-    use async_graphql::parser::types::ExecutableDocument;
+/// Parsed documents by query text (dashboards send the same few texts many times a second).
+fn documents() -> &'static moka::future::Cache<String, Arc<ExecutableDocument>> {
     static DOCUMENTS: std::sync::OnceLock<moka::future::Cache<String, Arc<ExecutableDocument>>> =
         std::sync::OnceLock::new();
-    let cache = DOCUMENTS.get_or_init(|| {
+    DOCUMENTS.get_or_init(|| {
         moka::future::Cache::builder()
+            // A document takes several times its text in memory: weigh it so.
             .weigher(|k: &String, _: &Arc<ExecutableDocument>| {
-                u32::try_from(k.len()).unwrap_or(u32::MAX)
+                u32::try_from(k.len() * 8 + 512).unwrap_or(u32::MAX)
             })
-            .max_capacity(16 * 1024 * 1024)
+            .max_capacity(4 * 1024 * 1024)
             .build()
-    });
+    })
+}
+
+/// Texts seen once, by hash: a document is kept from a text's second sighting on, so one-off
+/// texts cost no copy into the cache.
+fn sightings() -> &'static moka::future::Cache<u64, ()> {
+    static SEEN: std::sync::OnceLock<moka::future::Cache<u64, ()>> = std::sync::OnceLock::new();
+    SEEN.get_or_init(|| moka::future::Cache::new(100_000))
+}
+
+fn text_hash(query: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(query)
+}
+
+/// Whether this query text is one that is asked again and again (its document is cached):
+/// only such queries' responses are worth caching, so one-off texts do not crowd out the ones
+/// dashboards repeat.
+pub fn seen_before(query: &str) -> bool {
+    documents().contains_key(query)
+}
+
+/// A query's parsed document, from the cache or parsed now; `None` when it does not parse,
+/// so the executor reports the error.
+async fn parsed(query: &str) -> Option<ExecutableDocument> {
+    let cache = documents();
     if let Some(doc) = cache.get(query).await {
         return Some((*doc).clone());
     }
     let doc = async_graphql::parser::parse_query(query).ok()?;
-    cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
+    let hash = text_hash(query);
+    if sightings().contains_key(&hash) {
+        cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
+    } else {
+        sightings().insert(hash, ()).await;
+    }
     Some(doc)
 }
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The HTTP benchmark of the server against the machine's static-file ceiling, in one run:
+#
+#   bench/http.sh [SECONDS] [CONNECTIONS] [HOLDINGS]   (defaults 10 s, 32 connections)
+#
+# HOLDINGS: another holdings folder (such as one `holdgraph-bench scale --scales 100 --keep`
+# leaves), loaded with load-etf-holdings and load-universes instead of the full setup.
+# Starts nginx (ceiling.sh) and `holdgraph serve` on a fresh SQLite database set up from the
+# real dataset (datasets/etf-holdings-2025-11/holdings), then measures with wrk (bench.sh):
+#   small   nginx, a 25 B file               (the small-request ceiling)
+#   large   nginx, a 130,993 B file          (the large-response ceiling, VTI's size)
+#   q1      stock(AAPL) -> ETFs with weights, the same text every time (response cache)
+#   q1-new  the same question about rotating symbols, a new query text every request
+#   vti     all 3,482 VTI holdings (symbol, weight)
+#   reload  q1-new while a load of XLK commits every 10 s (alternating two files)
+# and prints one JSON line each, the ratios to the ceilings, and the server's RSS after.
+# Needs wrk and nginx (apt-get install -y wrk nginx-light) and a release build
+# (cargo build --release). Loopback only; every process it starts is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-10}"; CONNS="${2:-32}"; SOURCE="${3:-}"
+HERE="$PWD/bench"; BIN="$PWD/target/release/holdgraph"
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+WORK="$(mktemp -d -t holdgraph-http-XXXXXX)"; chmod 755 "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+mkdir -p "$WORK/nginx"; PREFIX="$WORK/nginx" "$HERE/ceiling.sh" > "$WORK/nginx.log" 2>&1 & PIDS+=($!)
+DB="sqlite://$WORK/bench.db?mode=rwc"
+if [ -z "$SOURCE" ]; then
+  cp -r datasets/etf-holdings-2025-11/holdings "$WORK/holdings"
+  "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" setup > /dev/null 2>&1
+else
+  mkdir -p "$WORK/holdings"; cp "$SOURCE"/*.csv "$WORK/holdings/"
+  "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-etf-holdings --rebuild --force > /dev/null 2>&1
+  "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-universes --rebuild --force > /dev/null 2>&1
+fi
+PORT=18080
+RUST_LOG=holdgraph=info LOG_FORMAT=json "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" serve --addr "127.0.0.1:$PORT" \
+  > "$WORK/serve.log" 2>&1 & SERVER=$!; PIDS+=($SERVER)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:5680/small.json" > /dev/null && break; sleep 0.1; done
+
+GQL="http://127.0.0.1:$PORT/graphql"
+printf '%s' '{"query":"{ stock(symbol: \"AAPL\") { etfs { weight group { name } } } }"}' > "$WORK/q1.json"
+printf '%s' '{"query":"{ s__N__: stock(symbol: \"__SYM__\") { etfs { weight group { name } } } }"}' > "$WORK/q1-new.json"
+printf '%s' '{"query":"{ etf(name: \"VTI\") { members(first: 5000) { edges { node { symbol weight } } } } }"}' > "$WORK/vti.json"
+curl -s -H 'content-type: application/json' -d "{\"query\":\"{ stocks(first: 5000) { edges { node { symbol } } } }\"}" "$GQL" \
+  | python3 -c 'import json,sys; [print(e["node"]["symbol"]) for e in json.load(sys.stdin)["data"]["stocks"]["edges"]]' > "$WORK/symbols.txt"
+for f in q1 vti; do
+  curl -s -H 'content-type: application/json' -d @"$WORK/$f.json" "$GQL" | grep -q '"errors"' && { echo "$f answers errors" >&2; exit 1; }
+done
+
+run() { printf '%-7s ' "$1"; shift; "$@"; }
+SMALL=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/small.json - "$SECS" "$CONNS"); echo "small   $SMALL"
+LARGE=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/large.json - "$SECS" "$CONNS"); echo "large   $LARGE"
+Q1=$(bash "$HERE/bench.sh" "$GQL" "$WORK/q1.json" "$SECS" "$CONNS"); echo "q1      $Q1"
+Q1N=$(bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$SECS" "$CONNS"); echo "q1-new  $Q1N"
+VTI=$(bash "$HERE/bench.sh" "$GQL" "$WORK/vti.json" "$SECS" "$CONNS"); echo "vti     $VTI"
+
+# Reloads every 10 s while q1-new runs: XLK alternates between its file and the file less its
+# last row.
+RSECS=$(( SECS < 30 ? 30 : SECS ))
+cp "$WORK/holdings/xlk_holdings.csv" "$WORK/xlk_full.csv"
+head -n -1 "$WORK/xlk_full.csv" > "$WORK/xlk_short.csv"
+(
+  for i in $(seq 1 $(( RSECS / 10 ))); do
+    sleep 10
+    if [ $((i % 2)) = 1 ]; then cp "$WORK/xlk_short.csv" "$WORK/holdings/xlk_holdings.csv"; else cp "$WORK/xlk_full.csv" "$WORK/holdings/xlk_holdings.csv"; fi
+    "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-etf-holdings --etf XLK --force > /dev/null 2>&1
+  done
+) & RELOADER=$!; PIDS+=($RELOADER)
+RELOAD=$(bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$RSECS" "$CONNS"); echo "reload  $RELOAD"
+wait "$RELOADER" || true
+RSS=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
+echo "snapshot builds (ms): $(grep 'serving a new data version' "$WORK/serve.log" | grep -o '"duration_ms":[0-9.]*' | cut -d: -f2 | tr '\n' ' ')"
+
+python3 - "$SMALL" "$LARGE" "$Q1" "$Q1N" "$VTI" "$RELOAD" "$RSS" <<'PY'
+import json, sys
+small, large, q1, q1n, vti, reload = (json.loads(a) for a in sys.argv[1:7])
+rss = int(sys.argv[7]) / 1024
+print(f"q1 (stock -> ETFs)       {q1['rps']:>9.0f} req/s = {100*q1['rps']/small['rps']:5.1f} % of the small-file ceiling ({small['rps']:.0f}); p99 {q1['p99_ms']:.2f} ms")
+print(f"q1, new text each time   {q1n['rps']:>9.0f} req/s = {100*q1n['rps']/small['rps']:5.1f} % of the small-file ceiling; p99 {q1n['p99_ms']:.2f} ms")
+print(f"all VTI holdings         {vti['rps']:>9.0f} req/s = {100*vti['rps']/large['rps']:5.1f} % of the large-file ceiling ({large['rps']:.0f}); p99 {vti['p99_ms']:.2f} ms")
+print(f"q1 new text, reload/10 s {reload['rps']:>9.0f} req/s; p99 {reload['p99_ms']:.2f} ms; errors {reload['errors']} non-2xx {reload['non2xx']}")
+print(f"server RSS after the runs: {rss:.1f} MB")
+PY

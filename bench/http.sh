@@ -68,12 +68,17 @@ head -n -1 "$WORK/xlk_full.csv" > "$WORK/xlk_short.csv"
   for i in $(seq 1 $(( RSECS / 10 ))); do
     sleep 10
     if [ $((i % 2)) = 1 ]; then cp "$WORK/xlk_short.csv" "$WORK/holdings/xlk_holdings.csv"; else cp "$WORK/xlk_full.csv" "$WORK/holdings/xlk_holdings.csv"; fi
-    "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-etf-holdings --etf XLK --force > /dev/null 2>&1
+    V=$("$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-etf-holdings --etf XLK --force --json 2> /dev/null \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_version"])')
+    T0=$(date +%s%N)
+    until curl -s -H 'content-type: application/json' -d '{"query":"{ stats { dataVersion } }"}' "$GQL" | grep -q "\"dataVersion\":$V[,}]"; do sleep 0.002; done
+    echo "version $V served $(( ($(date +%s%N) - T0) / 1000000 )) ms after the load command returned" >> "$WORK/propagation.txt"
   done
 ) & RELOADER=$!; PIDS+=($RELOADER)
 RELOAD=$(bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$RSECS" "$CONNS"); echo "reload  $RELOAD"
 wait "$RELOADER" || true
 RSS=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
+cat "$WORK/propagation.txt" 2>/dev/null || true
 echo "snapshot builds (ms): $(grep 'serving a new data version' "$WORK/serve.log" | grep -o '"duration_ms":[0-9.]*' | cut -d: -f2 | tr '\n' ' ')"
 
 python3 - "$SMALL" "$LARGE" "$Q1" "$Q1N" "$VTI" "$RELOAD" "$RSS" <<'PY'

@@ -8,19 +8,18 @@
 //! waits on the database for the graph.
 //!
 //! Symbols and names are interned (`Arc<str>`), members point at stocks and groups by index,
-//! and a membership's metadata is kept as its JSON text, parsed only when a query asks for it.
+//! and of a membership's metadata only the fields the graph shows are kept (name; a sector
+//! membership's source and industry), taken out of the JSON by the database as it reads; the
+//! rest of the metadata is read from the database when a query asks for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use entity::{GroupType, definition_group, group_membership};
-use futures_util::TryStreamExt as _;
-use sea_orm::sea_query::Expr;
+use entity::{GroupType, definition_group};
 use sea_orm::{
-    AccessMode, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, IsolationLevel,
-    QueryFilter, QuerySelect, QueryTrait, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, Statement,
+    TransactionTrait,
 };
-use serde::Deserialize;
 
 use crate::cache::Caches;
 
@@ -33,8 +32,6 @@ pub struct Member {
     pub weight: Option<f64>,
     /// The name the group's file gave the member.
     pub name: Option<Arc<str>>,
-    /// The membership's metadata as stored (JSON text), parsed on demand.
-    pub metadata: Option<Box<str>>,
 }
 
 /// A group and its members.
@@ -94,16 +91,42 @@ pub struct Snapshot {
     pub memberships: usize,
 }
 
-/// The metadata fields a snapshot keeps outside the JSON text.
-#[derive(Deserialize, Default)]
-struct Fields {
-    name: Option<String>,
-    source: Option<String>,
-    industry: Option<String>,
+/// One stored membership as the snapshot reads it: group id, symbol, weight, and the name,
+/// source and industry fields of its metadata.
+pub type Row = (
+    i32,
+    String,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A member as the database packs it: symbol, weight, name, source, industry.
+type Packed = (
+    String,
+    Option<Weight>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A weight as JSON carries it: a number (PostgreSQL) or its text (SQLite).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Weight {
+    Number(f64),
+    Text(String),
 }
 
-/// One stored membership as the snapshot reads it.
-pub type Row = (i32, String, Option<f64>, Option<String>);
+impl Weight {
+    fn value(self) -> Option<f64> {
+        match self {
+            Self::Number(w) => Some(w),
+            Self::Text(t) => t.parse().ok(),
+        }
+    }
+}
 
 impl Snapshot {
     /// An empty snapshot (before the first read).
@@ -117,7 +140,8 @@ impl Snapshot {
         environment: &str,
         caches: Caches,
     ) -> Result<Self, DbErr> {
-        let txn = match db.get_database_backend() {
+        let backend = db.get_database_backend();
+        let txn = match backend {
             DbBackend::Postgres => {
                 db.begin_with_config(
                     Some(IsolationLevel::RepeatableRead),
@@ -131,25 +155,54 @@ impl Snapshot {
         };
         let version = loader::store::data_version(&txn, environment).await?;
         let groups = loader::graph::groups(&txn, environment, None).await?;
-        let ids = definition_group::Entity::find()
-            .select_only()
-            .column(definition_group::Column::Id)
-            .filter(definition_group::Column::Environment.eq(environment))
-            .into_query();
+        // One row per group, its members as one JSON array: the drivers hand rows over one
+        // at a time (sqlx's SQLite worker thread, a message each on PostgreSQL), which cost
+        // more than the data when every membership was a row.
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, \
+                 m.metadata ->> 'name', m.metadata ->> 'source', m.metadata ->> 'industry'))::text \
+                 FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+                 WHERE g.environment = $1 GROUP BY m.group_id"
+            }
+            // Weights as text with 17 significant digits, which reads back as the same double.
+            _ => {
+                "SELECT m.group_id, json_group_array(json_array(m.symbol, \
+                 CASE WHEN m.weight IS NULL THEN NULL ELSE printf('%!.17g', m.weight) END, \
+                 json_extract(m.metadata, '$.name'), json_extract(m.metadata, '$.source'), \
+                 json_extract(m.metadata, '$.industry'))) \
+                 FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+                 WHERE g.environment = ? GROUP BY m.group_id"
+            }
+        };
         let mut rows: Vec<Row> = Vec::new();
         {
-            let mut stream = group_membership::Entity::find()
-                .select_only()
-                .column(group_membership::Column::GroupId)
-                .column(group_membership::Column::Symbol)
-                .column(group_membership::Column::Weight)
-                .column_as(Expr::cust("CAST(metadata AS TEXT)"), "metadata")
-                .filter(group_membership::Column::GroupId.in_subquery(ids))
-                .into_tuple::<Row>()
-                .stream(&txn)
+            let results = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [environment.into()],
+                ))
                 .await?;
-            while let Some(row) = stream.try_next().await? {
-                rows.push(row);
+            for result in results {
+                let group_id: i32 = result.try_get_by_index(0)?;
+                let members: String = result.try_get_by_index(1)?;
+                let members: Vec<Packed> = serde_json::from_str(&members)
+                    .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
+                rows.extend(
+                    members
+                        .into_iter()
+                        .map(|(symbol, weight, name, source, industry)| {
+                            (
+                                group_id,
+                                symbol,
+                                weight.and_then(|w| w.value()),
+                                name,
+                                source,
+                                industry,
+                            )
+                        }),
+                );
             }
         }
         txn.commit().await?;
@@ -212,17 +265,13 @@ impl Snapshot {
         }
 
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        for (group_id, symbol, weight, metadata) in rows {
+        for (group_id, symbol, weight, name, source, industry) in rows {
             let (Some(&g), Some(&s)) =
                 (out.by_id.get(&group_id), out.by_symbol.get(symbol.as_str()))
             else {
                 continue;
             };
-            let fields: Fields = metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok())
-                .unwrap_or_default();
-            let name = fields.name.map(|n| {
+            let name = name.map(|n| {
                 names
                     .entry(n)
                     .or_insert_with_key(|k| Arc::from(k.as_str()))
@@ -233,8 +282,8 @@ impl Snapshot {
             match group.kind {
                 GroupType::Sector => {
                     stock.sector = Some(g);
-                    stock.sector_source = fields.source.map(Into::into);
-                    stock.industry = fields.industry.map(Into::into);
+                    stock.sector_source = source.map(Into::into);
+                    stock.industry = industry.map(Into::into);
                     if name.is_some() {
                         stock.name = name.clone();
                     }
@@ -250,7 +299,6 @@ impl Snapshot {
                 stock: s,
                 weight,
                 name,
-                metadata: metadata.map(String::into_boxed_str),
             });
         }
 
@@ -386,22 +434,20 @@ mod tests {
 
     #[test]
     fn both_directions_are_indexed_and_ordered() {
+        let some = |t: &str| Some(t.to_owned());
         let rows: Vec<Row> = vec![
-            (
-                1,
-                "AAPL".into(),
-                Some(6.0),
-                Some(r#"{"name":"APPLE INC"}"#.into()),
-            ),
-            (1, "NVDA".into(), Some(7.5), None),
-            (2, "AAPL".into(), Some(14.0), None),
+            (1, "AAPL".into(), Some(6.0), some("APPLE INC"), None, None),
+            (1, "NVDA".into(), Some(7.5), None, None, None),
+            (2, "AAPL".into(), Some(14.0), None, None, None),
             (
                 3,
                 "AAPL".into(),
                 None,
-                Some(r#"{"name":"Apple Inc.","source":"provider","industry":"Hardware"}"#.into()),
+                some("Apple Inc."),
+                some("provider"),
+                some("Hardware"),
             ),
-            (1, "MSFT".into(), Some(6.0), None),
+            (1, "MSFT".into(), Some(6.0), None, None, None),
         ];
         let s = Snapshot::from_rows(
             7,

@@ -55,10 +55,29 @@ impl Membership {
         self.data().name.as_deref()
     }
 
-    /// Everything kept about the membership (name, provider sector, spelling, source).
-    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
-        let text = self.data().metadata.as_deref()?;
-        serde_json::from_str(text).ok().map(Json)
+    /// Everything kept about the membership (name, provider sector, spelling, source): read
+    /// from the database (the snapshot keeps only the fields the graph shows); null when none
+    /// is stored.
+    async fn metadata(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<Json<serde_json::Value>>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        let state = super::state(ctx)?;
+        state.count_query();
+        let group = self.snap.group(self.at.group);
+        let stored: Option<Option<serde_json::Value>> = entity::group_membership::Entity::find()
+            .select_only()
+            .column(entity::group_membership::Column::Metadata)
+            .filter(entity::group_membership::Column::GroupId.eq(group.model.id))
+            .filter(
+                entity::group_membership::Column::Symbol.eq(&**self.snap.symbol_of(self.data())),
+            )
+            .into_tuple()
+            .one(&state.db)
+            .await
+            .map_err(super::error::internal)?;
+        Ok(stored.flatten().map(Json))
     }
 
     /// The group this membership is in.

@@ -245,9 +245,14 @@ impl Snapshot {
         }
 
         // Stocks in symbol order, so a stock's index is its rank.
-        let mut symbols: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        // Distinct first (a symbol is in many groups), then sorted.
+        let mut symbols: Vec<&str> = rows
+            .iter()
+            .map(|r| r.1.as_str())
+            .collect::<std::collections::HashSet<&str>>()
+            .into_iter()
+            .collect();
         symbols.sort_unstable();
-        symbols.dedup();
         out.stocks.reserve(symbols.len());
         for symbol in symbols {
             let symbol: Arc<str> = Arc::from(symbol);

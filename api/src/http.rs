@@ -96,8 +96,32 @@ pub fn router(state: Arc<AppState>) -> Router {
             settings.request_timeout,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(cors(&settings.cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// Browsers may call the API from the configured origins: preflights are answered, `GET` and
+/// `POST` with `content-type` and `authorization` allowed, no credentials (the admin token is
+/// a bearer header, never a cookie). Origins that are not valid header values are left out.
+fn cors(origins: &str) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.trim() == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .filter_map(|o| header::HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Errors raised below the handlers (a body over the limit, a timeout, JSON that does not

@@ -36,6 +36,8 @@ pub struct ServerSettings {
     /// PostgreSQL where NOTIFY announces loads at once, 10 ms file checks on SQLite).
     pub version_check: Duration,
     pub cache_capacity: u64,
+    /// Origins browsers may call from: `*` or a comma-separated list.
+    pub cors_origins: String,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +51,7 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             version_check: Duration::ZERO,
             cache_capacity: 50_000,
+            cors_origins: "*".to_owned(),
         }
     }
 }

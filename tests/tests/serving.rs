@@ -391,3 +391,65 @@ async fn responses_of_repeated_texts_are_cached_and_one_off_texts_are_not() {
     assert_eq!(stat.size, 1, "only the repeated text is cached: {stat:?}");
     assert!(stat.hits >= 1, "{stat:?}");
 }
+
+#[tokio::test]
+async fn a_browser_on_another_origin_gets_its_preflight_and_answers_and_unlisted_origins_do_not() {
+    let app = TestApp::new().await;
+    let holdings = sample();
+    setup(&app, &holdings).await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/graphql")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let allowed = |response: &axum::http::Response<Body>| {
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    use tower::ServiceExt as _;
+
+    // The default: any origin.
+    let (_, router) = server(&app, &holdings, None).await;
+    let response = router
+        .clone()
+        .oneshot(preflight("http://dash.example"))
+        .await
+        .expect("response");
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(allowed(&response).as_deref(), Some("*"));
+    let post = Request::post("/graphql")
+        .header("origin", "http://dash.example")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"query":"{ stats { etfs } }"}"#))
+        .expect("request");
+    let response = router.clone().oneshot(post).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(allowed(&response).as_deref(), Some("*"));
+
+    // A list: its origins only.
+    let settings = holdgraph::state::ServerSettings {
+        cors_origins: "http://a.example, http://b.example".to_owned(),
+        ..Default::default()
+    };
+    let (_, router) = super::graphql::server_with(&app, app.db.clone(), &holdings, settings).await;
+    let response = router
+        .clone()
+        .oneshot(preflight("http://b.example"))
+        .await
+        .expect("response");
+    assert_eq!(allowed(&response).as_deref(), Some("http://b.example"));
+    let response = router
+        .clone()
+        .oneshot(preflight("http://evil.example"))
+        .await
+        .expect("response");
+    assert_eq!(allowed(&response), None);
+}

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// SQLite, a read every second on PostgreSQL behind LISTEN/NOTIFY, which is immediate).
     #[arg(long, env = "VERSION_CHECK_MS", default_value_t = 0)]
     pub version_check_ms: u64,
+    /// Origins browsers may call the API from: `*` (any; the default, since queries are open
+    /// and mutations need a bearer token, never a cookie), or a comma-separated list
+    /// (`https://dash.example.com,http://localhost:3000`).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
     /// Entries the analytics cache (overlaps, exposures) holds at most per data version.
     #[arg(long, env = "CACHE_CAPACITY", default_value_t = 50_000)]
     pub cache_capacity: u64,
@@ -58,6 +63,7 @@ impl ServeArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             version_check: Duration::from_millis(self.version_check_ms),
             cache_capacity: self.cache_capacity,
+            cors_origins: self.cors_origins.clone(),
         }
     }
 }

@@ -6,66 +6,37 @@
 //! A load is held in the middle of its transaction by a test-only trigger that makes one
 //! insert slow (PostgreSQL `pg_sleep`; SQLite, whose triggers cannot sleep, a large cross join).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 
 /// How long a test waits for a child to reach a state before it fails (never reached when
 /// things work; it only turns a hang into a failure).
 const PATIENCE: Duration = Duration::from_secs(120);
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh, migrated database and scratch space, and the means to run `holdgraph` on it.
+/// A fresh, migrated database and scratch space (the integration tests' `TestApp`), and the
+/// means to run `holdgraph` on it.
 struct Db {
-    url: String,
-    db: DatabaseConnection,
-    dir: tempfile::TempDir,
-    postgres: Option<(String, String)>,
+    app: tests::TestApp,
+}
+
+impl std::ops::Deref for Db {
+    type Target = tests::TestApp;
+
+    fn deref(&self) -> &tests::TestApp {
+        &self.app
+    }
 }
 
 impl Db {
+    /// Migrated here, so children never race to create the schema.
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (url, postgres) = match std::env::var("TEST_POSTGRES_URL") {
-            Ok(admin) if !admin.is_empty() => {
-                let name = format!(
-                    "hg_proc_{}_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::SeqCst),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0)
-                );
-                let url = holdgraph::db::create_postgres_database(&admin, &name)
-                    .await
-                    .expect("create test database");
-                (url, Some((admin, name)))
-            }
-            _ => (
-                format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
-                None,
-            ),
-        };
-        // Migrated here, so children never race to create the schema.
-        let db = holdgraph::db::connect(&url)
-            .await
-            .expect("connect and migrate");
         Self {
-            url,
-            db,
-            dir,
-            postgres,
+            app: tests::TestApp::new().await,
         }
-    }
-
-    fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
     }
 
     /// `holdgraph --database-url URL --definitions-dir ... ARGS`, output to files in scratch
@@ -109,22 +80,6 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// A single integer (`SELECT COUNT(*) ...`).
-    async fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .expect("query")
-            .expect("one row");
-        row.try_get_by_index::<i64>(0)
-            .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
-            .expect("integer")
-    }
-
     /// Every `load_runs` row, by id.
     async fn runs(&self) -> Vec<Run> {
         let rows = self
@@ -166,46 +121,6 @@ impl Db {
             .collect()
     }
 
-    /// The graph and its change history, every row as text, in a stable order; the run log
-    /// (`load_runs`, `load_run_files`) is left out.
-    async fn dump_graph(&self) -> BTreeMap<&'static str, Vec<String>> {
-        let mut out = BTreeMap::new();
-        macro_rules! rows {
-            ($name:literal, $entity:path, $id:expr) => {
-                let rows = <$entity>::find()
-                    .order_by_asc($id)
-                    .all(&self.db)
-                    .await
-                    .expect("dump")
-                    .into_iter()
-                    .map(|row| format!("{row:?}"))
-                    .collect();
-                out.insert($name, rows);
-            };
-        }
-        rows!(
-            "definition_groups",
-            entity::definition_group::Entity,
-            entity::definition_group::Column::Id
-        );
-        rows!(
-            "group_memberships",
-            entity::group_membership::Entity,
-            entity::group_membership::Column::Id
-        );
-        rows!(
-            "membership_changes",
-            entity::membership_change::Entity,
-            entity::membership_change::Column::Id
-        );
-        rows!(
-            "data_versions",
-            entity::data_version::Entity,
-            entity::data_version::Column::Environment
-        );
-        out
-    }
-
     /// Makes inserting the membership `ZZSLOW` take far longer than any test: a load that
     /// inserts it stays inside its transaction until it is killed.
     async fn slow_down_zzslow(&self) {
@@ -217,10 +132,10 @@ impl Db {
         if self.is_postgres() {
             // A killed client's server process notices at once, even while it sleeps, as it
             // would notice between statements of a load that is not held.
-            let name = &self.postgres.as_ref().expect("postgres").1;
-            self.execute(&format!(
-                "ALTER DATABASE \"{name}\" SET client_connection_check_interval = '50ms'"
-            ))
+            self.execute(
+                "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+                 client_connection_check_interval = ''50ms''', current_database()); END $$",
+            )
             .await;
             self.execute(&format!(
                 "CREATE FUNCTION hold_zzslow() RETURNS trigger AS $$ BEGIN \
@@ -338,25 +253,6 @@ impl Db {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.postgres.take() {
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    let _ = holdgraph::db::drop_postgres_database(&admin, &name).await;
-                });
-            })
-            .join();
         }
     }
 }
@@ -748,7 +644,6 @@ async fn two_loads_never_interleave_even_when_the_server_ends_idle_transactions(
     }
     // Servers are often set to end sessions that sit idle inside a transaction; a writer's
     // hold on the lock must not depend on a session that does.
-    let name = &db.postgres.as_ref().expect("postgres").1;
     let a = folder_of(&db, "a", &["spy_holdings.csv"]);
     let b = folder_of(&db, "b", &["spy_holdings.csv"]);
     let out = db.run(
@@ -770,9 +665,10 @@ async fn two_loads_never_interleave_even_when_the_server_ends_idle_transactions(
     let a_symbols: BTreeSet<String> = spy.iter().cloned().chain(["ZZSLOW".to_owned()]).collect();
     let b_symbols: BTreeSet<String> = spy.iter().cloned().chain(["ZZB".to_owned()]).collect();
     db.slow_down_zzslow_for(4).await;
-    db.execute(&format!(
-        "ALTER DATABASE \"{name}\" SET idle_in_transaction_session_timeout = '1s'"
-    ))
+    db.execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+         idle_in_transaction_session_timeout = ''1s''', current_database()); END $$",
+    )
     .await;
 
     let mut held = db.spawn("a", &["--holdings-dir", &path(&a), "load-etf-holdings"]);

@@ -310,7 +310,7 @@ impl Snapshot {
         let stocks = &out.stocks;
         for group in &mut out.groups {
             group.members.sort_by(|a, b| {
-                weight_desc(a.weight, b.weight).then_with(|| {
+                loader::graph::heavier_first(a.weight, b.weight).then_with(|| {
                     stocks[a.stock as usize]
                         .symbol
                         .cmp(&stocks[b.stock as usize].symbol)
@@ -338,7 +338,7 @@ impl Snapshot {
         for stock in &mut out.stocks {
             stock.memberships.sort_by(|a, b| {
                 let (ga, gb) = (&groups[a.group as usize], &groups[b.group as usize]);
-                weight_desc(
+                loader::graph::heavier_first(
                     ga.members[a.member as usize].weight,
                     gb.members[b.member as usize].weight,
                 )
@@ -410,12 +410,6 @@ impl Snapshot {
 /// in memory anyway).
 fn index_of(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
-}
-
-/// Heaviest first; no weight last.
-pub fn weight_desc(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
-    b.unwrap_or(f64::NEG_INFINITY)
-        .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
 }
 
 #[cfg(test)]

@@ -53,24 +53,6 @@ pub async fn groups(
         .await
 }
 
-/// Groups by id (for batching look-ups from memberships back to their groups).
-pub async fn groups_by_id(
-    db: &impl ConnectionTrait,
-    ids: &[i32],
-) -> Result<HashMap<i32, definition_group::Model>, DbErr> {
-    let mut out = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
-        for g in definition_group::Entity::find()
-            .filter(definition_group::Column::Id.is_in(chunk.iter().copied()))
-            .all(db)
-            .await?
-        {
-            out.insert(g.id, g);
-        }
-    }
-    Ok(out)
-}
-
 /// The memberships of the given groups, each group's list heaviest first, then by symbol.
 pub async fn members_of_groups(
     db: &impl ConnectionTrait,
@@ -92,14 +74,15 @@ pub async fn members_of_groups(
     Ok(out)
 }
 
+/// Heavier first; no weight last. The one order of weights every read path uses.
+pub fn heavier_first(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    b.unwrap_or(f64::NEG_INFINITY)
+        .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
+}
+
 /// Orders memberships heaviest first (no weight last), ties by symbol.
 pub fn sort_heaviest_first(members: &mut [group_membership::Model]) {
-    members.sort_by(|a, b| {
-        b.weight
-            .unwrap_or(f64::NEG_INFINITY)
-            .total_cmp(&a.weight.unwrap_or(f64::NEG_INFINITY))
-            .then_with(|| a.symbol.cmp(&b.symbol))
-    });
+    members.sort_by(|a, b| heavier_first(a.weight, b.weight).then_with(|| a.symbol.cmp(&b.symbol)));
 }
 
 /// Every membership of the given symbols in an environment, with its group, by symbol; each
@@ -134,25 +117,10 @@ pub async fn memberships_of_symbols(
     }
     for list in out.values_mut() {
         list.sort_by(|(a, ga), (b, gb)| {
-            b.weight
-                .unwrap_or(f64::NEG_INFINITY)
-                .total_cmp(&a.weight.unwrap_or(f64::NEG_INFINITY))
-                .then_with(|| ga.name.cmp(&gb.name))
+            heavier_first(a.weight, b.weight).then_with(|| ga.name.cmp(&gb.name))
         });
     }
     Ok(out)
-}
-
-/// The memberships with these symbols, in every environment (callers keep those whose group
-/// they know).
-pub async fn memberships_with_symbols(
-    db: &impl ConnectionTrait,
-    symbols: &[String],
-) -> Result<Vec<group_membership::Model>, DbErr> {
-    group_membership::Entity::find()
-        .filter(group_membership::Column::Symbol.is_in(symbols.iter().cloned()))
-        .all(db)
-        .await
 }
 
 /// Every distinct symbol with a membership in a group of the given types.

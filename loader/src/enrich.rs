@@ -35,7 +35,7 @@ use crate::profile::{Profile, profiles};
 use crate::report::{LoadReport, Mode};
 use crate::store::{self, MembershipRow};
 use crate::symbol::{Symbol, trim_cell};
-use crate::sync::{SyncRequest, member_inputs, sync};
+use crate::sync::{SyncRequest, begin_and_read, member_inputs, sync_with};
 
 /// Where a stock's sector came from, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -460,7 +460,21 @@ pub async fn enrich_sectors(
         .await?;
     }
 
-    let rows = store::all_memberships(db, env).await?;
+    // Every stock and its stored sector are read under the write lock, so no other writer
+    // changes them between this read and the run's commit.
+    let sync_req = SyncRequest {
+        group_type: GroupType::Sector,
+        mode: req.mode,
+        environment: env.to_owned(),
+        kind: "enrichment",
+        source: req.holdings_dir.display().to_string(),
+        scope: None,
+        remove_gone: false,
+        dry_run: false,
+        guards: None,
+    };
+    let (writer, rows) =
+        begin_and_read(db, &sync_req, started_at, store::all_memberships(db, env)).await?;
     let forget: HashSet<&str> = req.forget_manual.iter().map(String::as_str).collect();
     let stored_manual: HashMap<String, Candidate> = rows
         .iter()
@@ -550,18 +564,7 @@ pub async fn enrich_sectors(
     }
 
     let inputs = member_inputs("enrichment", "sector", members);
-    let sync_req = SyncRequest {
-        group_type: GroupType::Sector,
-        mode: req.mode,
-        environment: env.to_owned(),
-        kind: "enrichment",
-        source: req.holdings_dir.display().to_string(),
-        scope: None,
-        remove_gone: false,
-        dry_run: false,
-        guards: None,
-    };
-    let report = sync(db, &sync_req, inputs, clock, started_at).await?;
+    let report = sync_with(db, &sync_req, writer, inputs, clock).await?;
     Ok(EnrichReport {
         sync: report,
         stocks: all.len(),

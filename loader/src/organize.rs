@@ -17,7 +17,7 @@ use crate::report::{LoadReport, Mode};
 use crate::run::hex;
 use crate::store;
 use crate::symbol::Symbol;
-use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, Writer, sync, sync_with};
+use crate::sync::{Input, Members, Outcome, Parsed, SyncRequest, begin_and_read, sync, sync_with};
 
 /// Creates or updates the sector groups (description and metadata only: their members are
 /// enrichment's). Sector groups are never removed here, since stocks point at them.
@@ -95,7 +95,6 @@ pub async fn organize_themes(
         guards: None,
     };
     // The state the themes are compared with is read under the write lock.
-    let writer = Writer::begin(db, &req, started_at).await?;
     let read = async {
         let last = if req.effective_mode() == Mode::Incremental {
             store::last_loaded_md5(db, environment, GroupType::Theme).await?
@@ -103,17 +102,9 @@ pub async fn organize_themes(
             Default::default()
         };
         let stored = store::groups(db, environment, GroupType::Theme).await?;
-        Ok::<_, sea_orm::DbErr>((last, stored))
+        Ok((last, stored))
     };
-    let (last, stored) = match read.await {
-        Ok(state) => state,
-        Err(e) => {
-            if let Some(writer) = writer {
-                writer.fail(db, &req, &e).await;
-            }
-            return Err(LoadError::from(e).into());
-        }
-    };
+    let (writer, (last, stored)) = begin_and_read(db, &req, started_at, read).await?;
     let inputs = themes
         .iter()
         .map(|theme| {

@@ -79,10 +79,31 @@ pub async fn build_stock_metadata(
     environment: &str,
     dry_run: bool,
 ) -> Result<(crate::LoadReport, usize), crate::LoadError> {
-    use crate::sync::{SyncRequest, member_inputs, sync};
+    use crate::sync::{SyncRequest, begin_and_read, member_inputs, sync_with};
     let clock = std::time::Instant::now();
     let started_at = chrono::Utc::now();
-    let rows = crate::store::all_memberships(db, environment).await?;
+    let req = SyncRequest {
+        group_type: GroupType::Sector,
+        mode: if dry_run {
+            crate::Mode::DryRun
+        } else {
+            crate::Mode::Incremental
+        },
+        environment: environment.to_owned(),
+        kind: "stock_metadata",
+        source: "memberships".to_owned(),
+        scope: None,
+        remove_gone: false,
+        dry_run: false,
+        guards: None,
+    };
+    let (writer, rows) = begin_and_read(
+        db,
+        &req,
+        started_at,
+        crate::store::all_memberships(db, environment),
+    )
+    .await?;
     let profiles = profiles(&rows);
     let mut by_sector: BTreeMap<String, BTreeMap<crate::symbol::Symbol, crate::diff::Desired>> =
         BTreeMap::new();
@@ -111,22 +132,7 @@ pub async fn build_stock_metadata(
         .filter(|s| !with_sector.contains(s.as_str()))
         .count();
     let inputs = member_inputs("stock-metadata", "stock_metadata", by_sector);
-    let req = SyncRequest {
-        group_type: GroupType::Sector,
-        mode: if dry_run {
-            crate::Mode::DryRun
-        } else {
-            crate::Mode::Incremental
-        },
-        environment: environment.to_owned(),
-        kind: "stock_metadata",
-        source: "memberships".to_owned(),
-        scope: None,
-        remove_gone: false,
-        dry_run: false,
-        guards: None,
-    };
-    Ok((sync(db, &req, inputs, clock, started_at).await?, without))
+    Ok((sync_with(db, &req, writer, inputs, clock).await?, without))
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use entity::{GroupType, definition_group, load_run, load_run_file};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    TransactionTrait,
 };
 
 use crate::apply::{self, GroupSpec};
@@ -82,6 +83,38 @@ pub enum Outcome {
     Rejected(String),
     /// Read when its turn comes, inside the run: only one group's rows are in memory at once.
     Deferred(Box<dyn FnOnce() -> Outcome + Send>),
+}
+
+/// An input whose deferred read may be under way on a blocking thread.
+struct ReadAhead {
+    input: Input,
+    reading: Option<tokio::task::JoinHandle<Outcome>>,
+}
+
+/// Starts an input's deferred read, if it has one, on a blocking thread.
+fn read_ahead(mut input: Input) -> ReadAhead {
+    let reading = match std::mem::replace(&mut input.outcome, Outcome::Unchanged) {
+        Outcome::Deferred(read) => Some(tokio::task::spawn_blocking(read)),
+        other => {
+            input.outcome = other;
+            None
+        }
+    };
+    ReadAhead { input, reading }
+}
+
+impl ReadAhead {
+    /// The input with its read done.
+    async fn finish(self) -> Input {
+        let Self { mut input, reading } = self;
+        if let Some(reading) = reading {
+            input.outcome = match reading.await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Rejected(format!("{}: could not be read: {e}", input.file_name)),
+            };
+        }
+        input
+    }
 }
 
 /// What an input wants its group to be.
@@ -194,6 +227,26 @@ impl Writer {
     }
 }
 
+/// Takes the write lock (none for a dry run), then runs `read`, the reads of stored state a
+/// run computes its inputs from, under it; a read that fails ends the run `failed`.
+pub async fn begin_and_read<T>(
+    db: &DatabaseConnection,
+    req: &SyncRequest,
+    started_at: DateTime<Utc>,
+    read: impl Future<Output = Result<T, DbErr>>,
+) -> Result<(Option<Writer>, T), LoadError> {
+    let writer = Writer::begin(db, req, started_at).await?;
+    match read.await {
+        Ok(state) => Ok((writer, state)),
+        Err(e) => {
+            if let Some(writer) = writer {
+                writer.fail(db, req, &e).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
 /// Diffs the inputs against the stored groups of the request's type and applies the result,
 /// holding the write lock throughout (taken here).
 pub async fn sync(
@@ -236,13 +289,25 @@ pub async fn sync_with(
                 ..Default::default()
             })
             .await?;
-        let report = apply_all(
+        let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+        if sqlite {
+            // A load touches index pages all over the file: with SQLite's default 2 MB page
+            // cache most of them are read from and written back to the OS again and again.
+            txn.execute_unprepared(&format!("PRAGMA cache_size = -{SQLITE_LOAD_CACHE_KIB}"))
+                .await?;
+        }
+        let applied = apply_all(
             db,
             req,
             Some((&txn, writer.run_id, writer.started_at)),
             inputs,
         )
-        .await?;
+        .await;
+        if sqlite {
+            // The connection goes back to the pool: it keeps no more than the default.
+            txn.execute_unprepared("PRAGMA cache_size = -2000").await?;
+        }
+        let report = applied?;
         // Never commit beside another writer: the lock must still be ours.
         writer.lock.verify().await?;
         txn.commit().await?;
@@ -268,6 +333,9 @@ pub async fn sync_with(
         }
     }
 }
+
+/// SQLite's page cache, in KiB, for the connection a load writes on (the default is 2,000).
+const SQLITE_LOAD_CACHE_KIB: u32 = 262_144;
 
 /// The transaction a run writes in, its run id and start.
 type Txn<'a> = (&'a DatabaseTransaction, i32, DateTime<Utc>);
@@ -299,7 +367,13 @@ async fn apply_all(
     let now = Utc::now();
     let mut changed = false;
     let mut files = Vec::with_capacity(inputs.len());
-    for input in inputs {
+    // One input is read ahead, on a blocking thread, while the database applies the one
+    // before it: reading and applying overlap, and at most two groups' rows are held at once.
+    let mut inputs = inputs.into_iter();
+    let mut next = inputs.next().map(read_ahead);
+    while let Some(pending) = next.take() {
+        next = inputs.next().map(read_ahead);
+        let input = pending.finish().await;
         let existing = stored_groups.get(&input.group_name);
         // Only an input that will be diffed needs its group's stored members.
         let to_diff = matches!(input.outcome, Outcome::Parsed(_) | Outcome::Deferred(_));

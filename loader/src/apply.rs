@@ -12,6 +12,7 @@ use sea_orm::{
 
 use crate::diff::GroupDiff;
 use crate::store::CHUNK;
+use crate::symbol::Symbol;
 
 /// Rows per multi-row `INSERT` (at most eight columns: far below every bind-parameter limit).
 const INSERT_CHUNK: usize = 500;
@@ -78,8 +79,9 @@ pub async fn apply_diff(
             .exec(db)
             .await?;
     }
-    // New and changed members in one stream of multi-row upserts: a changed member keeps
-    // its row (and id), a new one is inserted, and no statement is sent per row.
+    // Changed members are upserted (a changed member keeps its row and id); new members are
+    // inserted, with no conflict to look for: the diff was computed under the write lock, in
+    // this transaction, so none of them is stored. No statement is sent per row.
     let updated = diff
         .updated
         .iter()
@@ -88,17 +90,28 @@ pub async fn apply_diff(
         .added
         .iter()
         .map(|(symbol, d)| (symbol, d.weight, &d.metadata));
-    let rows = updated.chain(added);
+    write_members(db, group_id, updated, true, now).await?;
+    write_members(db, group_id, added, false, now).await
+}
+
+/// Writes members in multi-row statements: upserts when `upsert`, plain inserts otherwise.
+async fn write_members<'a>(
+    db: &impl ConnectionTrait,
+    group_id: i32,
+    rows: impl Iterator<Item = (&'a Symbol, Option<f64>, &'a serde_json::Value)>,
+    upsert: bool,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
         let mut batch = Vec::with_capacity(PG_CHUNK);
         for (symbol, weight, metadata) in rows {
             batch.push(serde_json::json!({"s": symbol.as_str(), "w": weight, "m": metadata}));
             if batch.len() == PG_CHUNK {
-                upsert_members_pg(db, group_id, std::mem::take(&mut batch), now).await?;
+                insert_members_pg(db, group_id, std::mem::take(&mut batch), upsert, now).await?;
             }
         }
         if !batch.is_empty() {
-            upsert_members_pg(db, group_id, batch, now).await?;
+            insert_members_pg(db, group_id, batch, upsert, now).await?;
         }
         return Ok(());
     }
@@ -113,21 +126,23 @@ pub async fn apply_diff(
             added_at: Set(now),
         });
         if batch.len() == INSERT_CHUNK {
-            upsert_members(db, std::mem::take(&mut batch)).await?;
+            insert_members(db, std::mem::take(&mut batch), upsert).await?;
         }
     }
     if !batch.is_empty() {
-        upsert_members(db, batch).await?;
+        insert_members(db, batch, upsert).await?;
     }
     Ok(())
 }
 
-async fn upsert_members(
+async fn insert_members(
     db: &impl ConnectionTrait,
     rows: Vec<group_membership::ActiveModel>,
+    upsert: bool,
 ) -> Result<(), DbErr> {
-    group_membership::Entity::insert_many(rows)
-        .on_conflict(
+    let insert = group_membership::Entity::insert_many(rows);
+    let insert = if upsert {
+        insert.on_conflict(
             OnConflict::columns([
                 group_membership::Column::GroupId,
                 group_membership::Column::Symbol,
@@ -138,8 +153,10 @@ async fn upsert_members(
             ])
             .to_owned(),
         )
-        .exec_without_returning(db)
-        .await?;
+    } else {
+        insert
+    };
+    insert.exec_without_returning(db).await?;
     Ok(())
 }
 
@@ -148,19 +165,26 @@ async fn upsert_members(
 /// multi-row `VALUES` of a few hundred rows costs more to plan than to run).
 const PG_CHUNK: usize = 5_000;
 
-async fn upsert_members_pg(
+async fn insert_members_pg(
     db: &impl ConnectionTrait,
     group_id: i32,
     rows: Vec<serde_json::Value>,
+    upsert: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    const INSERT: &str = "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
+         SELECT $1, x.s, x.w, x.m, $2 \
+         FROM json_to_recordset($3::json) AS x(s text, w double precision, m json)";
+    const UPSERT: &str = " ON CONFLICT (group_id, symbol) \
+         DO UPDATE SET weight = EXCLUDED.weight, metadata = EXCLUDED.metadata";
+    let sql = if upsert {
+        format!("{INSERT}{UPSERT}")
+    } else {
+        INSERT.to_owned()
+    };
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
-         SELECT $1, x.s, x.w, x.m, $2 \
-         FROM json_to_recordset($3::json) AS x(s text, w double precision, m json) \
-         ON CONFLICT (group_id, symbol) \
-         DO UPDATE SET weight = EXCLUDED.weight, metadata = EXCLUDED.metadata",
+        sql,
         [
             group_id.into(),
             now.into(),

@@ -10,6 +10,8 @@ mod m20261124_000004_create_load_run_files;
 mod m20261124_000005_create_membership_changes;
 mod m20261124_000006_create_data_versions;
 mod m20261201_000007_rename_load_runs_outcome_to_state;
+mod m20261201_000008_byte_order_keys_on_postgres;
+mod m20261201_000009_drop_bulk_foreign_keys;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -25,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_create_membership_changes::Migration),
             Box::new(m20261124_000006_create_data_versions::Migration),
             Box::new(m20261201_000007_rename_load_runs_outcome_to_state::Migration),
+            Box::new(m20261201_000008_byte_order_keys_on_postgres::Migration),
+            Box::new(m20261201_000009_drop_bulk_foreign_keys::Migration),
         ]
     }
 }

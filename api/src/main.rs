@@ -1,8 +1,10 @@
 //! `holdgraph`: parse the command line, set up tracing, run the command.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use holdgraph::cli::output::{ErrorEvents, Stdout};
 use holdgraph::{Cli, ProgressStyle, config::LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -13,16 +15,20 @@ async fn main() -> ExitCode {
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match cli.config.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
-    let code = holdgraph::run(
-        &cli,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-        ProgressStyle::detect(),
-    )
-    .await;
+    // With JSON logs, nothing but JSON reaches stderr: problems become error events, progress
+    // and notices info events. Reports stay on stdout either way.
+    let (mut err, progress): (Box<dyn Write + Send>, ProgressStyle) = match cli.config.log_format {
+        LogFormat::Json => {
+            subscriber.json().init();
+            (Box::new(ErrorEvents::default()), ProgressStyle::Log)
+        }
+        LogFormat::Text => {
+            subscriber.init();
+            (Box::new(std::io::stderr()), ProgressStyle::detect())
+        }
+    };
+    let code = holdgraph::run(&cli, &mut Stdout::new(), &mut *err, progress).await;
+    // Emits a last unfinished line of `ErrorEvents`.
+    drop(err);
     ExitCode::from(code)
 }

@@ -21,6 +21,7 @@ pub mod source;
 pub mod store;
 pub mod symbol;
 pub mod sync;
+pub mod table;
 pub mod validate;
 pub mod weight;
 

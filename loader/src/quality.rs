@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use entity::GroupType;
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 
 use crate::definitions::{Sectors, UNKNOWN};
 use crate::graph;
+use crate::table::{Cell, Kind, Table};
 use crate::validate::{Status, Validation, validate};
 
 /// Counts of groups and relationships.
@@ -291,57 +291,55 @@ impl Report {
         }
         let t = &self.totals;
         heading(&mut out, "Totals");
-        let mut rows: Vec<[String; 2]> = vec![
-            ["ETFs".into(), t.etfs.to_string()],
-            ["Stocks".into(), t.stocks.to_string()],
-            ["Sectors".into(), t.sectors.to_string()],
-            ["Themes".into(), t.themes.to_string()],
-            ["Universes".into(), t.universes.to_string()],
-        ];
-        for (kind, n) in &t.relationships {
-            rows.push([format!("{kind} relationships"), n.to_string()]);
-        }
-        rows.push([
-            "All relationships".into(),
-            t.relationships_total.to_string(),
+        let mut totals = Table::new([("what", Kind::Text), ("count", Kind::Count)]);
+        totals.rows([
+            ["ETFs".into(), t.etfs.into()],
+            ["Stocks".into(), t.stocks.into()],
+            ["Sectors".into(), t.sectors.into()],
+            ["Themes".into(), t.themes.into()],
+            ["Universes".into(), t.universes.into()],
         ]);
-        table(&mut out, markdown, &["what", "count"], &rows);
+        for (kind, n) in &t.relationships {
+            totals.row([format!("{kind} relationships").into(), (*n).into()]);
+        }
+        totals.row(["All relationships".into(), t.relationships_total.into()]);
+        print(&mut out, markdown, &totals);
 
         heading(&mut out, "Sector distribution");
-        let rows: Vec<[String; 3]> = self
-            .sector_distribution
-            .iter()
-            .map(|s| {
-                [
-                    s.name.clone(),
-                    s.stocks.to_string(),
-                    format!("{:.2} %", s.pct),
-                ]
-            })
-            .collect();
-        table(&mut out, markdown, &["sector", "stocks", "share"], &rows);
+        let mut sectors = Table::new([
+            ("sector", Kind::Text),
+            ("stocks", Kind::Count),
+            ("share %", Kind::PERCENT),
+        ]);
+        sectors.rows(
+            self.sector_distribution
+                .iter()
+                .map(|s| [Cell::from(&s.name), s.stocks.into(), s.pct.into()]),
+        );
+        print(&mut out, markdown, &sectors);
 
         heading(&mut out, "Quality");
         let q = &self.quality;
         let ratio = |r: &Ratio| format!("{:.2} % ({} of {})", r.pct, r.count, r.of);
-        let mut rows = vec![
+        let mut metrics = Table::new([("metric", Kind::Text), ("value", Kind::Text)]);
+        metrics.rows([
             [
-                "ETF coverage (ETFs with holdings)".to_owned(),
-                ratio(&q.etf_coverage),
+                "ETF coverage (ETFs with holdings)".into(),
+                ratio(&q.etf_coverage).into(),
             ],
             [
-                "Sector coverage (stocks with a sector)".to_owned(),
-                ratio(&q.sector_coverage),
+                "Sector coverage (stocks with a sector)".into(),
+                ratio(&q.sector_coverage).into(),
             ],
             [
-                "Integrity (validation checks not failing)".to_owned(),
-                ratio(&q.integrity),
+                "Integrity (validation checks not failing)".into(),
+                ratio(&q.integrity).into(),
             ],
-        ];
+        ]);
         for issue in &q.issues {
-            rows.push(["Issue".to_owned(), issue.clone()]);
+            metrics.row(["Issue".into(), issue.into()]);
         }
-        table(&mut out, markdown, &["metric", "value"], &rows);
+        print(&mut out, markdown, &metrics);
 
         if let Some(detail) = &self.detail {
             for etf in &detail.etfs {
@@ -352,52 +350,39 @@ impl Report {
                         etf.etf, etf.holdings, etf.total_weight
                     ),
                 );
-                let rows: Vec<[String; 3]> = etf
-                    .top10
-                    .iter()
-                    .map(|h| {
-                        [
-                            h.symbol.clone(),
-                            h.name.clone().unwrap_or_default(),
-                            h.weight.map(|w| format!("{w}")).unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table(&mut out, markdown, &["symbol", "name", "weight %"], &rows);
+                let mut top10 = Table::new([
+                    ("symbol", Kind::Text),
+                    ("name", Kind::Text),
+                    ("weight %", Kind::WEIGHT),
+                ]);
+                top10.rows(etf.top10.iter().map(|h| {
+                    [
+                        Cell::from(&h.symbol),
+                        h.name.as_ref().into(),
+                        h.weight.into(),
+                    ]
+                }));
+                print(&mut out, markdown, &top10);
             }
             heading(&mut out, "Universes");
-            let rows: Vec<[String; 2]> = detail
-                .universes
-                .iter()
-                .map(|u| [u.universe.clone(), u.size.to_string()])
-                .collect();
-            table(&mut out, markdown, &["universe", "size"], &rows);
+            let mut universes = Table::new([("universe", Kind::Text), ("size", Kind::Count)]);
+            universes.rows(
+                detail
+                    .universes
+                    .iter()
+                    .map(|u| [Cell::from(&u.universe), u.size.into()]),
+            );
+            print(&mut out, markdown, &universes);
         }
         out
     }
 }
 
-fn table<const N: usize>(
-    out: &mut String,
-    markdown: bool,
-    header: &[&str; N],
-    rows: &[[String; N]],
-) {
+/// A table and the blank line after it.
+fn print(out: &mut String, markdown: bool, table: &Table) {
     if markdown {
-        let _ = writeln!(out, "| {} |", header.join(" | "));
-        let _ = writeln!(out, "|{}", "---|".repeat(N));
-        for row in rows {
-            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-            let _ = writeln!(out, "| {} |", cells.join(" | "));
-        }
-        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", table.to_markdown());
     } else {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED)
-            .set_header(header.to_vec());
-        for row in rows {
-            t.add_row(row.to_vec());
-        }
-        let _ = writeln!(out, "{t}\n");
+        let _ = writeln!(out, "{table}\n");
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::definitions::{Sectors, UNKNOWN};
 use crate::graph;
 use crate::symbol::Symbol;
+use crate::table::{Kind, Table};
 
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -75,17 +76,20 @@ impl Validation {
     /// The console rendering; `verbose` lists the offenders.
     pub fn render(&self, verbose: bool) -> String {
         use std::fmt::Write as _;
-        let mut table = comfy_table::Table::new();
-        table
-            .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-            .set_header(["status", "check", "offending", "examined", "what it checks"]);
+        let mut table = Table::new([
+            ("status", Kind::Text),
+            ("check", Kind::Text),
+            ("offending", Kind::Count),
+            ("examined", Kind::Count),
+            ("what it checks", Kind::Text),
+        ]);
         for c in &self.checks {
-            table.add_row([
-                c.status.as_str().to_owned(),
-                c.name.to_owned(),
-                c.count.to_string(),
-                c.examined.to_string(),
-                c.description.to_owned(),
+            table.row([
+                c.status.as_str().into(),
+                c.name.into(),
+                c.count.into(),
+                c.examined.into(),
+                c.description.into(),
             ]);
         }
         let mut out = format!("{table}\n");

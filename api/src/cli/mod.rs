@@ -1,12 +1,14 @@
 //! The `holdgraph` command line: one module per subcommand, each thin, calling the library.
 
 pub mod load;
+pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod query;
 pub mod serve;
 pub mod setup;
 
+use std::fmt;
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +84,20 @@ pub struct Io<'a> {
     pub out: &'a mut (dyn Write + Send),
     pub err: &'a mut (dyn Write + Send),
     pub progress: ProgressStyle,
+}
+
+impl Io<'_> {
+    /// Says what the command is doing, beside its report (`serving on ...`, `report written
+    /// to ...`): a line on `out`, or an `info` event when the logs are JSON, since a
+    /// collector reading stdout and stderr together would find plain text among them.
+    pub fn notice(&mut self, text: impl fmt::Display) -> std::io::Result<()> {
+        if self.progress == ProgressStyle::Log {
+            tracing::info!("{text}");
+            Ok(())
+        } else {
+            writeln!(self.out, "{text}")
+        }
+    }
 }
 
 /// Runs one command against a connected, migrated database.

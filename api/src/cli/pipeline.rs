@@ -275,7 +275,7 @@ pub async fn report_command(
         Some(path) => {
             std::fs::write(path, &text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            writeln!(io.out, "Report written to {}", path.display())?;
+            io.notice(format_args!("Report written to {}", path.display()))?;
         }
         None => write!(io.out, "{text}")?,
     }

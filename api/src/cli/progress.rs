@@ -1,6 +1,7 @@
-//! Progress on stderr: a bar on a terminal, plain lines otherwise, nothing in tests.
+//! Progress on stderr: a bar on a terminal, plain lines otherwise, `tracing` events when the
+//! logs are JSON, nothing in tests.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle as BarStyle};
 use loader::Progress;
@@ -14,6 +15,9 @@ pub enum ProgressStyle {
     Lines,
     /// Nothing.
     Quiet,
+    /// `info` events, as are the command's notices (see [`super::Io::notice`]): the logs are
+    /// JSON, and plain lines among them would break the stream.
+    Log,
 }
 
 impl ProgressStyle {
@@ -35,6 +39,7 @@ impl ProgressStyle {
             ))),
             Self::Lines => Box::new(Lines),
             Self::Quiet => Box::new(loader::Quiet),
+            Self::Log => Box::new(Log),
         }
     }
 }
@@ -63,6 +68,19 @@ struct Lines;
 
 impl Progress for Lines {
     fn file(&self, file_name: &str) {
-        eprintln!("reading {file_name}");
+        // Not `eprintln!`, which panics when stderr is a pipe nobody reads any more.
+        let _ = writeln!(std::io::stderr(), "reading {file_name}");
+    }
+}
+
+struct Log;
+
+impl Progress for Log {
+    fn begin(&self, files: usize) {
+        tracing::info!(files, "reading files");
+    }
+
+    fn file(&self, file_name: &str) {
+        tracing::info!(file = file_name, "reading");
     }
 }

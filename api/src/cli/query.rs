@@ -1,10 +1,10 @@
 //! `query`: look-ups from the command line, as text tables or JSON.
 
 use clap::Args;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use entity::{GroupType, definition_group, group_membership};
 use loader::graph;
 use loader::symbol::Symbol;
+use loader::table::{Cell, Kind, Table};
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
@@ -106,13 +106,13 @@ struct Answer {
     text: String,
 }
 
-fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    for row in rows {
-        t.add_row(row);
-    }
+/// A console table of these columns and rows, with its final newline.
+fn table<R: IntoIterator<Item = Cell>>(
+    columns: &[(&str, Kind)],
+    rows: impl IntoIterator<Item = R>,
+) -> String {
+    let mut t = Table::new(columns.iter().copied());
+    t.rows(rows);
     format!("{t}\n")
 }
 
@@ -190,25 +190,21 @@ async fn stock(db: &DatabaseConnection, env: &str, raw: &str) -> anyhow::Result<
     );
     text.push_str(&format!("held by {} ETFs:\n", etfs.len()));
     text.push_str(&table(
-        &["ETF", "weight %"],
-        etfs.iter()
-            .map(|(e, w)| vec![e.clone(), w.map(|w| w.to_string()).unwrap_or_default()]),
+        &[("ETF", Kind::Text), ("weight %", Kind::WEIGHT)],
+        etfs.iter().map(|(e, w)| [Cell::from(e), (*w).into()]),
     ));
     Ok(Some(Answer { json, text }))
 }
 
-fn member_rows(members: &[group_membership::Model]) -> Vec<Vec<String>> {
-    members
-        .iter()
-        .map(|m| {
-            vec![
-                m.symbol.clone(),
-                meta_str(m, "name").unwrap_or("").to_owned(),
-                m.weight.map(|w| w.to_string()).unwrap_or_default(),
-                meta_str(m, "industry").unwrap_or("").to_owned(),
-            ]
-        })
-        .collect()
+fn member_rows(members: &[group_membership::Model]) -> impl Iterator<Item = [Cell; 4]> {
+    members.iter().map(|m| {
+        [
+            Cell::from(&m.symbol),
+            meta_str(m, "name").into(),
+            m.weight.into(),
+            meta_str(m, "industry").into(),
+        ]
+    })
 }
 
 fn member_json(members: &[group_membership::Model]) -> Vec<Value> {
@@ -273,7 +269,12 @@ fn describe_group(
     }
     text.push('\n');
     text.push_str(&table(
-        &["symbol", "name", "weight %", "industry"],
+        &[
+            ("symbol", Kind::Text),
+            ("name", Kind::Text),
+            ("weight %", Kind::WEIGHT),
+            ("industry", Kind::Text),
+        ],
         member_rows(shown),
     ));
     Answer { json, text }
@@ -348,13 +349,18 @@ async fn industry(
     });
     let mut out = format!("{} stocks in industries matching {text:?}\n", hits.len());
     out.push_str(&table(
-        &["symbol", "name", "sector", "industry"],
+        &[
+            ("symbol", Kind::Text),
+            ("name", Kind::Text),
+            ("sector", Kind::Text),
+            ("industry", Kind::Text),
+        ],
         shown.iter().map(|(s, m)| {
-            vec![
-                m.symbol.clone(),
-                meta_str(m, "name").unwrap_or("").to_owned(),
-                s.clone(),
-                meta_str(m, "industry").unwrap_or("").to_owned(),
+            [
+                Cell::from(&m.symbol),
+                meta_str(m, "name").into(),
+                s.into(),
+                meta_str(m, "industry").into(),
             ]
         }),
     ));
@@ -376,11 +382,7 @@ async fn stats(db: &DatabaseConnection, env: &str) -> anyhow::Result<Answer> {
             .iter()
             .map(|g| totals.get(&g.id).map_or(0, |t| t.0))
             .sum();
-        rows.push(vec![
-            t.to_string(),
-            of.len().to_string(),
-            members.to_string(),
-        ]);
+        rows.push([t.to_string().into(), of.len().into(), members.into()]);
         json_types.insert(
             t.to_string(),
             json!({"groups": of.len(), "memberships": members}),
@@ -391,6 +393,13 @@ async fn stats(db: &DatabaseConnection, env: &str) -> anyhow::Result<Answer> {
     let json =
         json!({"environment": env, "stocks": stocks, "data_version": version, "types": json_types});
     let mut text = format!("environment {env}: {stocks} stocks, data version {version}\n");
-    text.push_str(&table(&["type", "groups", "memberships"], rows));
+    text.push_str(&table(
+        &[
+            ("type", Kind::Text),
+            ("groups", Kind::Count),
+            ("memberships", Kind::Count),
+        ],
+        rows,
+    ));
     Ok(Answer { json, text })
 }

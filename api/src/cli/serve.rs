@@ -78,11 +78,10 @@ pub async fn run(
         .await?
         .is_empty()
     {
-        writeln!(
-            io.out,
+        io.notice(format_args!(
             "The database is empty: running setup on {}",
             config.holdings_dir.display()
-        )?;
+        ))?;
         setup::run(&setup::SetupArgs::default(), config, db, io).await?;
     }
     let state = AppState::new(db.clone(), config.clone(), args.settings()).await?;
@@ -90,15 +89,11 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    writeln!(
-        io.out,
+    io.notice(format_args!(
         "Holdings Graph serving on http://{addr} (GraphiQL at /, API at /graphql)"
-    )?;
+    ))?;
     if state.settings.admin_token.is_none() {
-        writeln!(
-            io.out,
-            "Admin mutations and /admin/* are disabled (set --admin-token or ADMIN_TOKEN)"
-        )?;
+        io.notice("Admin mutations and /admin/* are disabled (set --admin-token or ADMIN_TOKEN)")?;
     }
     io.out.flush()?;
     crate::serve::serve(listener, state, crate::serve::shutdown_signal()).await?;

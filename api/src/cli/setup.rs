@@ -52,11 +52,10 @@ pub async fn run(
                 Some(LoadError::NoFiles { .. })
             ) =>
         {
-            writeln!(
-                io.out,
+            io.notice(format_args!(
                 "no universe files in {}; skipped",
                 config.holdings_dir.display()
-            )?;
+            ))?;
         }
         Err(e) => return Err(e),
     }

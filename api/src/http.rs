@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLResponse;
 use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -79,8 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     Router::new()
         .route("/graphql", post(graphql_post).get(graphql_get))
-        .route("/", get(graphiql))
-        .route("/graphiql", get(graphiql))
+        .merge(crate::graphiql::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/admin/cache/stats", get(cache_stats))
@@ -373,10 +371,6 @@ fn response_key(request: &async_graphql::Request) -> Option<String> {
 
 fn json_body(body: axum::body::Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod serve;

@@ -1,5 +1,6 @@
 //! The integration test binary: one module per area, each test on a fresh database.
 
+mod browser;
 mod graphql;
 mod load;
 mod pipeline;

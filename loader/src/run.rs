@@ -7,7 +7,7 @@
 //! changes (memberships, groups, its file records and membership changes, the data version,
 //! its final state) is committed together or not at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use entity::GroupType;
 use md5::{Digest, Md5};
 use sea_orm::{DatabaseConnection, DbErr};
 
+use crate::definitions::{FundDef, Funds};
 use crate::error::LoadError;
 use crate::guard::Guards;
 use crate::members;
@@ -44,6 +45,9 @@ pub struct LoadRequest {
     /// A list of dotted share classes (`symbol,name`) that resolves compact spellings such as
     /// iShares' `BRKB` even when no other file names `BRK.B`. Optional.
     pub share_classes: Option<PathBuf>,
+    /// `funds.json`: each ETF's name, issuer and market (the market of holdings whose row
+    /// names none). Optional.
+    pub funds: Option<PathBuf>,
     /// The guards against wrong files; `None` (`--force`) applies every file that reads.
     pub guards: Option<Guards>,
     /// Files larger than this are refused before they are read.
@@ -132,13 +136,15 @@ async fn prepare(
     } else {
         HashMap::new()
     };
-    let mut known = std::collections::HashSet::new();
+    let mut known = HashSet::new();
 
     progress.begin(files.len());
-    let mut checked = Vec::with_capacity(files.len());
-    for source in files {
+    // Fingerprints and first reads, on every core: nothing else can happen until they are
+    // done (the database waits for the run's first statement). Each file stays in its place.
+    let check = |source: &SourceFile| {
         progress.file(&source.file_name);
-        let (md5, state) = match read_bytes(&source, req) {
+        let mut dotted = HashSet::new();
+        let (md5, state) = match read_bytes(source, req) {
             Err(why) => (String::new(), Checked::Rejected(why)),
             Ok(bytes) => {
                 let md5 = hex(&Md5::digest(&bytes));
@@ -149,9 +155,8 @@ async fn prepare(
                 } else {
                     match read::read(expect(req.group_type), &bytes) {
                         Ok(parsed) => {
-                            known.extend(crate::symbol::dotted(
-                                parsed.holdings.iter().map(|h| &h.symbol),
-                            ));
+                            dotted =
+                                crate::symbol::dotted(parsed.holdings.iter().map(|h| &h.symbol));
                             Checked::Changed
                         }
                         Err(rejection) => {
@@ -162,6 +167,29 @@ async fn prepare(
                 (md5, state)
             }
         };
+        (md5, state, dotted)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, files.len().max(1));
+    let results: Vec<_> = if workers == 1 {
+        files.iter().map(check).collect()
+    } else {
+        let part = files.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(part)
+                .map(|chunk| scope.spawn(|| chunk.iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut checked = Vec::with_capacity(files.len());
+    for (source, (md5, state, dotted)) in files.into_iter().zip(results) {
+        known.extend(dotted);
         checked.push((source, md5, state));
     }
     progress.end();
@@ -182,6 +210,16 @@ async fn prepare(
         }
     }
     let book = Arc::new(ShareClasses::new(&known));
+    let funds = Arc::new(match &req.funds {
+        Some(path) if path.exists() => match Funds::load(path) {
+            Ok(funds) => funds,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "fund definitions ignored: {e}");
+                Funds::default()
+            }
+        },
+        _ => Funds::default(),
+    });
     let inputs = checked
         .into_iter()
         .map(|(source, md5, state)| {
@@ -189,11 +227,11 @@ async fn prepare(
                 Checked::Unchanged => Outcome::Unchanged,
                 Checked::Rejected(why) => Outcome::Rejected(why),
                 Checked::Changed => {
-                    let book = Arc::clone(&book);
+                    let (book, funds) = (Arc::clone(&book), Arc::clone(&funds));
                     let req = req.clone();
                     let source = source.clone();
                     let md5 = md5.clone();
-                    Outcome::Deferred(Box::new(move || reread(&source, &req, &md5, &book)))
+                    Outcome::Deferred(Box::new(move || reread(&source, &req, &md5, &book, &funds)))
                 }
             };
             Input {
@@ -209,7 +247,13 @@ async fn prepare(
 
 /// The second read of a changed file, inside the run: the same bytes (or a rejection if the
 /// file changed in between), parsed into the memberships it asks for.
-fn reread(source: &SourceFile, req: &LoadRequest, md5: &str, book: &ShareClasses) -> Outcome {
+fn reread(
+    source: &SourceFile,
+    req: &LoadRequest,
+    md5: &str,
+    book: &ShareClasses,
+    funds: &Funds,
+) -> Outcome {
     let bytes = match read_bytes(source, req) {
         Ok(bytes) => bytes,
         Err(why) => return Outcome::Rejected(why),
@@ -225,14 +269,25 @@ fn reread(source: &SourceFile, req: &LoadRequest, md5: &str, book: &ShareClasses
         Err(rejection) => return Outcome::Rejected(format!("{}: {rejection}", source.file_name)),
     };
     drop(bytes);
-    let members = members::desired(&mut parsed, book);
+    let fund = funds.get(&source.group_name);
+    let members = members::desired(&mut parsed, book, funds.market(&source.group_name));
+    let mut metadata = serde_json::json!({
+        "source_file": source.file_name,
+        "shape": parsed.shape.as_str(),
+    });
+    if let Some(fund) = fund {
+        metadata["fund_name"] = fund.name.clone().into();
+        if let Some(issuer) = &fund.issuer {
+            metadata["issuer"] = issuer.clone().into();
+        }
+        if let Some(market) = &fund.market {
+            metadata["market"] = market.clone().into();
+        }
+    }
     Outcome::Parsed(Parsed {
         shape: parsed.shape.as_str(),
-        description: Some(describe(req.group_type, &source.group_name, &parsed)),
-        metadata: Some(serde_json::json!({
-            "source_file": source.file_name,
-            "shape": parsed.shape.as_str(),
-        })),
+        description: Some(describe(&source.group_name, &parsed, fund)),
+        metadata: Some(metadata),
         rows_read: parsed.rows_read,
         skipped: parsed.skipped,
         members: Members::Exactly(members),
@@ -317,19 +372,16 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A group's description: the fund name a provider file gives, a universe's index name, else
-/// the group's own name.
-fn describe(group_type: GroupType, name: &str, parsed: &ParsedFile) -> String {
+/// A group's description: the fund's name as its export states it, else as `funds.json`
+/// gives it (funds and index universes), else the group's name.
+fn describe(name: &str, parsed: &ParsedFile, fund: Option<&FundDef>) -> String {
     if let Some(title) = &parsed.title {
         return title.clone();
     }
-    match (group_type, name) {
-        (GroupType::Universe, "nasdaq100") => "Nasdaq-100".to_owned(),
-        (GroupType::Universe, "sp500") => "S&P 500".to_owned(),
-        (GroupType::Universe, "dow30") => "Dow Jones Industrial Average".to_owned(),
-        (GroupType::Universe, "russell3000") => "Russell 3000".to_owned(),
-        _ => name.to_owned(),
+    if let Some(fund) = fund {
+        return fund.name.clone();
     }
+    name.to_owned()
 }
 
 /// The `load_runs.kind` of a group type.
@@ -340,6 +392,11 @@ pub fn kind_key(group_type: GroupType) -> &'static str {
         GroupType::Sector => "sector",
         GroupType::Theme => "theme",
     }
+}
+
+/// The path of the shipped fund definitions inside a definitions folder.
+pub fn fund_list(definitions: &Path) -> PathBuf {
+    definitions.join("funds.json")
 }
 
 /// The path of the shipped share-class list inside a definitions folder.

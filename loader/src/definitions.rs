@@ -166,6 +166,59 @@ pub fn load_themes(path: &Path) -> Result<Vec<ThemeDef>, DefinitionError> {
     Ok(themes)
 }
 
+/// A fund as `funds.json` describes it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FundDef {
+    /// The ETF's ticker, as its group is named (`SPY`).
+    pub symbol: String,
+    /// The fund's name (`SPDR S&P 500 ETF Trust`); a title in the provider's export wins.
+    pub name: String,
+    pub issuer: Option<String>,
+    /// The market of every holding whose row names none (ISO country code; `US` for the
+    /// bundled US funds); `null` when the fund holds many markets.
+    pub market: Option<String>,
+}
+
+/// Every fund of `funds.json`, by ETF ticker.
+#[derive(Clone, Debug, Default)]
+pub struct Funds {
+    by_symbol: HashMap<String, FundDef>,
+}
+
+impl Funds {
+    /// Reads `funds.json`; refuses an unknown market code and a fund defined twice.
+    pub fn load(path: &Path) -> Result<Self, DefinitionError> {
+        let defs: Vec<FundDef> = serde_json::from_str(&read(path)?)
+            .map_err(|e| invalid(path, format!("not a list of funds: {e}")))?;
+        let mut by_symbol = HashMap::new();
+        for def in defs {
+            if let Some(market) = &def.market
+                && crate::market::country_name(market).is_none()
+            {
+                return Err(invalid(
+                    path,
+                    format!("fund {}: unknown market {market:?}", def.symbol),
+                ));
+            }
+            let key = def.symbol.to_ascii_uppercase();
+            if by_symbol.insert(key, def).is_some() {
+                return Err(invalid(path, "a fund is defined twice"));
+            }
+        }
+        Ok(Self { by_symbol })
+    }
+
+    /// The definition of the fund whose group is `group` (any case).
+    pub fn get(&self, group: &str) -> Option<&FundDef> {
+        self.by_symbol.get(&group.to_ascii_uppercase())
+    }
+
+    /// The market of the fund's holdings, as a static code.
+    pub fn market(&self, group: &str) -> Option<&'static str> {
+        crate::market::country_code(self.get(group)?.market.as_deref()?)
+    }
+}
+
 /// A classification taxonomy (the NASDAQ screener's sectors and industries) mapped to sector
 /// keys: an industry row wins over its sector's default row.
 #[derive(Clone, Debug, Default)]
@@ -302,6 +355,7 @@ pub struct DefinitionPaths {
     pub classification_map: PathBuf,
     pub overrides: PathBuf,
     pub share_classes: PathBuf,
+    pub funds: PathBuf,
 }
 
 impl DefinitionPaths {
@@ -313,6 +367,7 @@ impl DefinitionPaths {
             classification_map: dir.join("nasdaq_sector_map.csv"),
             overrides: dir.join("sector_overrides.csv"),
             share_classes: dir.join("share_classes.csv"),
+            funds: dir.join("funds.json"),
         }
     }
 }
@@ -351,6 +406,13 @@ mod tests {
             Some("information_technology")
         );
         assert_eq!(map.key_for("", "Anything"), None);
+        let funds = Funds::load(&paths.funds).expect("funds");
+        assert_eq!(funds.market("spy"), Some("US"));
+        assert_eq!(funds.market("VWO"), None);
+        assert_eq!(
+            funds.get("XLK").map(|f| f.name.as_str()),
+            Some("The Technology Select Sector SPDR Fund")
+        );
     }
 
     #[test]

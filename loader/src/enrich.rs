@@ -311,6 +311,20 @@ fn candidates(
         .filter(|r| r.group_type != GroupType::Sector)
         .map(|r| r.symbol.as_str())
         .collect();
+    // Classification files list US tickers: they speak for a US listing only, never for a
+    // foreign company that shares a ticker. A listing is taken as US when a provider file
+    // says so, or when a row of it names no market at all (themes list US listings; rows
+    // loaded before markets existed).
+    let us_listings: HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.group_type != GroupType::Sector)
+        .filter(|r| crate::listing::is_plain(&r.symbol))
+        .filter(|r| match r.metadata.as_ref().map(|m| m.get("country")) {
+            Some(Some(country)) => country == "US",
+            _ => true,
+        })
+        .map(|r| r.symbol.as_str())
+        .collect();
     let sector_etfs: HashMap<&str, &str> = SECTOR_ETFS.into_iter().collect();
     let mut votes: HashMap<&str, BTreeMap<&str, Vec<&str>>> = HashMap::new();
     let mut in_sector_etf: HashMap<&str, (f64, &str, &str)> = HashMap::new();
@@ -388,6 +402,7 @@ fn candidates(
         }
         // The map translates a foreign taxonomy; a file already in GICS names needs none.
         if let Some(c) = classified.get(symbol)
+            && us_listings.contains(symbol)
             && let Some(key) = map
                 .key_for(&c.sector, &c.industry)
                 .or_else(|| sectors.key_for(&c.sector).filter(|k| *k != UNKNOWN))

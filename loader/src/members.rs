@@ -1,31 +1,47 @@
-//! A parsed file → the memberships it asks for: share classes resolved, and the same symbol
-//! twice in one file settled (same security: weights summed; another security under the same
-//! ticker: the heavier one kept, the other reported as a collision).
+//! A parsed file → the memberships it asks for: share classes resolved, listing keys made
+//! (see [`crate::listing`]), and the same key twice in one file settled:
+//! - the same security again (same name, or no name to tell): one membership, weights summed;
+//! - another company, in a file that gives the market (a column, or the fund's market): the
+//!   heavier one kept, the other reported as a collision, since one market lists one company
+//!   under a ticker and the file contradicts itself;
+//! - another company, in a file that gives no market: every company under that ticker is
+//!   kept, each under a key that adds its name (`2330~ADVANCED-PETROCHEMICAL-CO`).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use crate::diff::Desired;
+use crate::listing;
 use crate::read::{Holding, ParsedFile, SkipReason, Skipped};
 use crate::symbol::{ShareClasses, Symbol};
 
 /// Builds the desired memberships of one file, appending duplicate and collision skips to
-/// `parsed.skipped`.
-pub fn desired(parsed: &mut ParsedFile, book: &ShareClasses) -> BTreeMap<Symbol, Desired> {
-    let mut kept: BTreeMap<Symbol, Holding> = BTreeMap::new();
+/// `parsed.skipped`. `fund_market` is the market of every row that names none (a US fund's
+/// `US`), when the fund's definition gives one.
+pub fn desired(
+    parsed: &mut ParsedFile,
+    book: &ShareClasses,
+    fund_market: Option<&'static str>,
+) -> BTreeMap<Symbol, Desired> {
+    // Key → the distinct securities under it, in file order.
+    let mut by_key: BTreeMap<Symbol, Vec<Holding>> = BTreeMap::new();
     let mut extra = Vec::new();
     for holding in parsed.holdings.drain(..) {
         let symbol = book.resolve(
             holding.symbol.clone(),
             holding.name.as_deref().unwrap_or(""),
         );
-        let holding = Holding { symbol, ..holding };
-        match kept.get_mut(&holding.symbol) {
-            None => {
-                kept.insert(holding.symbol.clone(), holding);
-            }
-            Some(first) if same_security(first, &holding) => {
+        let market = holding.market.or(fund_market);
+        let key = listing::key(&symbol, market);
+        let holding = Holding {
+            symbol,
+            market,
+            ..holding
+        };
+        let securities = by_key.entry(key).or_default();
+        match securities.iter_mut().find(|s| same_security(s, &holding)) {
+            Some(first) => {
                 first.weight = match (first.weight, holding.weight) {
                     (Some(a), Some(b)) => Some(a + b),
                     (a, b) => a.or(b),
@@ -39,12 +55,24 @@ pub fn desired(parsed: &mut ParsedFile, book: &ShareClasses) -> BTreeMap<Symbol,
                     ),
                 });
             }
-            Some(first) => {
-                let (keep, drop) = if holding.weight.unwrap_or(0.0) > first.weight.unwrap_or(0.0) {
-                    (holding, first.clone())
-                } else {
-                    (first.clone(), holding)
-                };
+            None => securities.push(holding),
+        }
+    }
+    let mut kept: BTreeMap<Symbol, Holding> = BTreeMap::new();
+    for (key, mut securities) in by_key {
+        if securities.len() == 1 {
+            kept.extend(securities.pop().map(|h| (key, h)));
+        } else if securities[0].market.is_some() {
+            let heaviest = (0..securities.len())
+                .max_by(|&a, &b| {
+                    let (wa, wb) = (securities[a].weight, securities[b].weight);
+                    wa.unwrap_or(0.0)
+                        .total_cmp(&wb.unwrap_or(0.0))
+                        .then(b.cmp(&a))
+                })
+                .unwrap_or(0);
+            let keep = securities.swap_remove(heaviest);
+            for drop in securities {
                 extra.push(Skipped {
                     line: drop.line,
                     reason: SkipReason::Collision,
@@ -56,7 +84,17 @@ pub fn desired(parsed: &mut ParsedFile, book: &ShareClasses) -> BTreeMap<Symbol,
                         keep.line
                     ),
                 });
-                kept.insert(keep.symbol.clone(), keep);
+            }
+            kept.insert(key, keep);
+        } else {
+            for security in securities {
+                let mut named =
+                    listing::by_name(&security.symbol, security.name.as_deref().unwrap_or(""));
+                if kept.contains_key(&named) {
+                    // Two names that shorten alike: the line tells them apart.
+                    named = Symbol::from_normalised(format!("{named}-L{}", security.line));
+                }
+                kept.insert(named, security);
             }
         }
     }
@@ -79,8 +117,8 @@ pub fn desired(parsed: &mut ParsedFile, book: &ShareClasses) -> BTreeMap<Symbol,
     desired
 }
 
-/// The membership metadata kept from a row: the name, the provider's sector and the spelling
-/// the file used.
+/// The membership metadata kept from a row: the name, the provider's sector, the spelling the
+/// file used, and the market's country and the ISIN when known.
 fn metadata(h: &Holding) -> Value {
     let mut map = Map::new();
     if let Some(name) = &h.name {
@@ -90,6 +128,11 @@ fn metadata(h: &Holding) -> Value {
         map.insert("sector".into(), json!(sector));
     }
     map.insert("spelling".into(), json!(h.spelling));
+    // `null` says the file and its fund named no market (not that nobody asked).
+    map.insert("country".into(), h.market.map_or(Value::Null, |c| json!(c)));
+    if let Some(isin) = &h.isin {
+        map.insert("isin".into(), json!(isin));
+    }
     Value::Object(map)
 }
 
@@ -119,7 +162,7 @@ mod tests {
             EQH,EQUITABLE HOLDINGS INC,0.5\nSOC,SABLE OFFSHORE CORP,0.02\n\
             EQH,Equitable Holdings Inc,0\nSOC,SRAX INC,0.01\n";
         let mut parsed = read(Expect::Holdings, csv.as_bytes()).expect("reads");
-        let desired = desired(&mut parsed, &ShareClasses::default());
+        let desired = desired(&mut parsed, &ShareClasses::default(), Some("US"));
         assert_eq!(desired.len(), 2);
         let soc = &desired[&Symbol::parse("SOC").expect("symbol")];
         assert_eq!(soc.weight, Some(0.02));
@@ -136,7 +179,7 @@ mod tests {
         let csv = "symbol,name,weight\nBRKB,BERKSHIRE HATHAWAY INC CLASS B,1.64\n";
         let mut parsed = read(Expect::Holdings, csv.as_bytes()).expect("reads");
         let book = ShareClasses::new(&[Symbol::parse("BRK.B").expect("symbol")]);
-        let desired = desired(&mut parsed, &book);
+        let desired = desired(&mut parsed, &book, Some("US"));
         let brk = &desired[&Symbol::parse("BRK.B").expect("symbol")];
         assert_eq!(brk.metadata["spelling"], "BRKB");
         assert_eq!(brk.weight, Some(1.64));

@@ -1,7 +1,15 @@
 //! Ticker symbols, normalised so that one security has one spelling.
 //!
-//! The rule: trim (non-breaking spaces too), upper case, and write every share-class
-//! separator (`-`, `/`, space) as `.`, so `brk-b`, `BRK/B` and `BRK B` all become `BRK.B`.
+//! Tickers are taken as markets write them: letters and digits, leading zeros, `&` (`M&M`),
+//! `*` (`WALMEX*`), a trailing dot (London's `RR.`), `-` suffixes (`DELTA-F`). Only what cannot
+//! be a ticker is refused: a blank cell, control characters, `:` and `~` (they separate a
+//! ticker from its market in a listing key, see [`crate::listing`]), or more than 20
+//! characters.
+//!
+//! One rule makes the spellings of a share class agree: a letter-and-digit base, one separator
+//! (`-`, `/`, space, `.`) and a class of one or two letters or digits is upper-cased with the
+//! separator written `.`, so `brk-b`, `BRK/B` and `BRK B` all become `BRK.B`. Any other ticker
+//! is kept as written, upper-cased (`RR.`, `M&M`, `PE&OLES*`, `BAJAJ-AUTO`).
 //!
 //! iShares writes some share classes with no separator at all (`BRKB`, `BFB`, `HEIA`). Adding a
 //! dot by a class-letter rule alone would be wrong: `META`, `CMCSA`, `FOXA` or `ZBRA` end in a
@@ -17,8 +25,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
-/// Longest symbol accepted (option-style and warrant symbols run to about 10).
-const MAX_LEN: usize = 15;
+/// Longest symbol accepted (option-style and foreign tickers run to about 12).
+const MAX_LEN: usize = 20;
 
 /// A normalised ticker symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,7 +39,7 @@ pub enum SymbolError {
     Empty,
     #[error("symbol {0:?} is longer than {MAX_LEN} characters")]
     TooLong(String),
-    #[error("symbol {0:?} has characters other than letters, digits and a class separator")]
+    #[error("symbol {0:?} has control characters, `:` or `~`, which no ticker has")]
     BadCharacters(String),
 }
 
@@ -42,28 +50,18 @@ impl Symbol {
         if trimmed.is_empty() || trimmed == "-" {
             return Err(SymbolError::Empty);
         }
-        let mut out = String::with_capacity(trimmed.len());
-        let mut pending_separator = false;
-        for c in trimmed.chars() {
-            match c {
-                '.' | '-' | '/' | ' ' | '\u{a0}' => pending_separator = true,
-                c if c.is_ascii_alphanumeric() => {
-                    if pending_separator && !out.is_empty() {
-                        out.push('.');
-                    }
-                    pending_separator = false;
-                    out.push(c.to_ascii_uppercase());
-                }
-                _ => return Err(SymbolError::BadCharacters(trimmed.to_owned())),
-            }
-        }
-        if pending_separator || out.is_empty() {
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() || c == ':' || c == '~')
+        {
             return Err(SymbolError::BadCharacters(trimmed.to_owned()));
         }
-        if out.len() > MAX_LEN {
+        if trimmed.chars().count() > MAX_LEN {
             return Err(SymbolError::TooLong(trimmed.to_owned()));
         }
-        Ok(Self(out))
+        Ok(Self(
+            share_class_spelling(trimmed).unwrap_or_else(|| verbatim(trimmed)),
+        ))
     }
 
     /// Wraps a string that is already normalised (read back from the database).
@@ -88,6 +86,46 @@ impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `BRK-B` → `BRK.B`: a base and a one- or two-character class joined by one separator,
+/// upper-cased and joined by a dot; `None` for any other shape.
+fn share_class_spelling(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut after_separator = false;
+    for c in text.chars() {
+        match c {
+            '.' | '-' | '/' | ' ' | '\u{a0}' => {
+                if out.is_empty() || after_separator {
+                    return None;
+                }
+                after_separator = true;
+            }
+            c if c.is_ascii_alphanumeric() => {
+                if after_separator {
+                    out.push('.');
+                    after_separator = false;
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            _ => return None,
+        }
+    }
+    // A class is one or two letters after the base (`BRK.B`, `MPTI.WS`); a longer part is
+    // part of the ticker (`BAJAJ-AUTO`) and keeps its spelling.
+    let class_like = out
+        .split_once('.')
+        .is_none_or(|(_, class)| class.len() <= 2 && !class.contains('.'));
+    (!after_separator && class_like).then_some(out)
+}
+
+/// Any other ticker: upper-cased, each run of white space one space.
+fn verbatim(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c == '\u{a0}')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
 }
 
 /// Trims ASCII white space and non-breaking spaces from a CSV cell.
@@ -185,17 +223,32 @@ mod tests {
     }
 
     #[test]
-    fn junk_is_rejected() {
+    fn tickers_are_kept_as_markets_write_them() {
+        for (raw, kept) in [
+            ("RR.", "RR."),
+            ("M&M", "M&M"),
+            ("walmex*", "WALMEX*"),
+            ("PE&OLES*", "PE&OLES*"),
+            ("DELTA-F", "DELTA.F"),
+            ("BAJAJ-AUTO", "BAJAJ-AUTO"),
+            ("0050", "0050"),
+            ("2330", "2330"),
+            ("ABR^D", "ABR^D"),
+        ] {
+            assert_eq!(sym(raw).as_str(), kept, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn only_what_cannot_be_a_ticker_is_refused() {
         assert_eq!(Symbol::parse("  "), Err(SymbolError::Empty));
         assert_eq!(Symbol::parse("-"), Err(SymbolError::Empty));
-        assert!(matches!(
-            Symbol::parse("ABR^D"),
-            Err(SymbolError::BadCharacters(_))
-        ));
-        assert!(matches!(
-            Symbol::parse("BRK."),
-            Err(SymbolError::BadCharacters(_))
-        ));
+        for bad in ["AB\u{7}C", "LSE:RR", "2330~X"] {
+            assert!(
+                matches!(Symbol::parse(bad), Err(SymbolError::BadCharacters(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             Symbol::parse("THIS IS A DISCLAIMER SENTENCE"),
             Err(SymbolError::TooLong(_))

@@ -2,6 +2,7 @@
 
 mod browser;
 mod graphql;
+mod international;
 mod load;
 mod pipeline;
 mod serving;

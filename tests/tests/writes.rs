@@ -260,11 +260,11 @@ async fn a_file_whose_rows_are_mostly_invalid_is_rejected_unless_forced() {
         dir.join("spy_holdings.csv"),
         "symbol,name,weight\n\
          AAPL,APPLE INC,7.02\n\
-         A$B,JUNK,1\n\
-         C$D,JUNK,1\n\
+         NOTATICKERABCDEFGHIJKL,JUNK,1\n\
+         NOTATICKERMNOPQRSTUVWX,JUNK,1\n\
          MSFT,MICROSOFT CORP,abc\n\
          NVDA,NVIDIA CORP,abc\n\
-         E$F,JUNK,1\n",
+         NOTATICKERYZABCDEFGHIJ,JUNK,1\n",
     )
     .expect("write");
     for mode in [
@@ -309,7 +309,11 @@ async fn the_skipped_share_is_counted_over_data_rows_only_and_its_limit_is_a_fla
             .map(|i| format!("ZZ{},TEST HOLDING {i},1\n", char::from(b'A' + i as u8)))
             .collect()
     };
-    let invalid = |n: usize| -> String { (0..n).map(|i| format!("Z${i},JUNK {i},1\n")).collect() };
+    let invalid = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("ZZZZZZZZZZZZZZZZZZZZZ{i},JUNK {i},1\n"))
+            .collect()
+    };
     // Title lines before the header, a blank line and a disclaimer after the data are not
     // data rows: counted as bad they would reject the first file, counted as data rows they
     // would let the second one through.

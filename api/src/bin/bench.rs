@@ -123,6 +123,7 @@ fn request(group_type: GroupType, mode: Mode, dir: &Path) -> LoadRequest {
         dir: dir.to_owned(),
         environment: "DEFAULT".to_owned(),
         share_classes: Some(PathBuf::from("definitions/share_classes.csv")),
+        funds: Some(PathBuf::from("definitions/funds.json")),
         guards: None,
         max_file_bytes: loader::run::DEFAULT_MAX_FILE_BYTES,
     }

@@ -107,6 +107,7 @@ pub async fn run(
         dir: config.holdings_dir.clone(),
         environment: config.environment.clone(),
         share_classes: Some(loader::run::share_class_list(&config.definitions_dir)),
+        funds: Some(loader::run::fund_list(&config.definitions_dir)),
         guards: config.guards(args.force),
         max_file_bytes: config.max_file_bytes,
     };

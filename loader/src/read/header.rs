@@ -46,6 +46,10 @@ pub struct Columns {
     pub weight: Option<usize>,
     pub sector: Option<usize>,
     pub asset_class: Option<usize>,
+    /// Where the security is listed or domiciled: iShares' `Location`, a country column.
+    pub country: Option<usize>,
+    pub exchange: Option<usize>,
+    pub isin: Option<usize>,
 }
 
 /// The header row found, if any, and what it maps.
@@ -69,6 +73,16 @@ const NAME: &[&str] = &[
 ];
 const SECTOR: &[&str] = &["sector", "gics sector"];
 const ASSET_CLASS: &[&str] = &["asset class", "asset type", "security type"];
+const COUNTRY: &[&str] = &[
+    "location",
+    "country",
+    "market",
+    "country of risk",
+    "country of listing",
+    "listing country",
+];
+const EXCHANGE: &[&str] = &["exchange", "primary exchange", "listing exchange"];
+const ISIN: &[&str] = &["isin"];
 
 fn is_weight(cell: &str) -> bool {
     cell.starts_with("weight") || cell.starts_with("% of") || cell == "%" || cell == "weighting"
@@ -108,6 +122,9 @@ pub fn find(records: &[Record], expect: Expect) -> Result<Found, Rejection> {
             weight,
             sector: position(&cells, SECTOR),
             asset_class: position(&cells, ASSET_CLASS),
+            country: position(&cells, COUNTRY),
+            exchange: position(&cells, EXCHANGE),
+            isin: position(&cells, ISIN),
         };
         let shape = match expect {
             Expect::Universe => Shape::Universe,

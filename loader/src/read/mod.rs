@@ -11,6 +11,7 @@ mod text;
 
 use serde::Serialize;
 
+use crate::market;
 use crate::symbol::{Symbol, trim_cell};
 use crate::weight;
 use header::{Columns, Shape};
@@ -99,6 +100,10 @@ pub struct Holding {
     pub weight: Option<f64>,
     /// The provider's sector label, when the file has one.
     pub sector: Option<String>,
+    /// The market (ISO country code) the row names: its location, country or exchange
+    /// column, or its ISIN.
+    pub market: Option<&'static str>,
+    pub isin: Option<String>,
 }
 
 /// A file read as holdings.
@@ -356,6 +361,13 @@ impl RowReader<'_> {
         ) {
             return Err((reason, detail()));
         }
+        // Without an asset class to say so, a futures row is known by its name and its
+        // ticker together (`XAE ENERGY DEC25` / `IXPZ5`).
+        if cell(self.columns.asset_class).is_none_or(str::is_empty)
+            && name.is_some_and(|n| is_future(raw_symbol, n))
+        {
+            return Err((SkipReason::Derivative, detail()));
+        }
         let prose = is_prose(raw_symbol) || (raw_symbol.is_empty() && self.seen_data);
         let symbol = match Symbol::parse(raw_symbol) {
             Ok(symbol) => symbol,
@@ -384,6 +396,13 @@ impl RowReader<'_> {
             weight,
             sector: cell(self.columns.sector)
                 .filter(|s| !s.is_empty() && *s != "-")
+                .map(str::to_owned),
+            market: cell(self.columns.country)
+                .and_then(market::country_code)
+                .or_else(|| cell(self.columns.exchange).and_then(market::exchange_country))
+                .or_else(|| cell(self.columns.isin).and_then(market::isin_country)),
+            isin: cell(self.columns.isin)
+                .filter(|i| market::isin_country(i).is_some())
                 .map(str::to_owned),
         })
     }
@@ -434,6 +453,43 @@ fn non_equity(
         return Some(SkipReason::Cash);
     }
     None
+}
+
+/// A futures row without an asset class: a name with a contract month and two-digit year
+/// (`DEC25`, `DEC 25`) or a futures, swap or forward word, and a ticker that is a root, a
+/// month code and a year digit or two (`IXPZ5`, `ESZ25`). Both must hold, so a company whose
+/// name ends in a month-like word keeps its row.
+fn is_future(symbol: &str, name: &str) -> bool {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    const WORDS: [&str; 8] = [
+        "FUT", "FUTURE", "FUTURES", "SWAP", "SWAPS", "FWD", "FORWARD", "FORWARDS",
+    ];
+    let upper = name.to_ascii_uppercase();
+    let words: Vec<&str> = upper
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let two_digits = |w: &str| w.len() == 2 && w.bytes().all(|b| b.is_ascii_digit());
+    let dated = words.iter().enumerate().any(|(i, w)| {
+        let month_year = w.len() == 5 && MONTHS.contains(&&w[..3]) && two_digits(&w[3..]);
+        let month_then_year =
+            MONTHS.contains(w) && words.get(i + 1).is_some_and(|next| two_digits(next));
+        month_year || month_then_year
+    });
+    let named = dated || words.iter().any(|w| WORDS.contains(w));
+    let ticker = symbol.trim().to_ascii_uppercase();
+    let digits = ticker.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let contract = (1..=2).contains(&digits) && ticker.len() > digits + 1 && {
+        let rest = &ticker[..ticker.len() - digits];
+        let (root, month) = rest.split_at(rest.len() - 1);
+        "FGHJKMNQUVXZ".contains(month)
+            && !root.is_empty()
+            && root.len() <= 5
+            && root.bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    named && contract
 }
 
 /// Disclaimer text rather than a ticker: three words or more.
@@ -536,8 +592,48 @@ mod tests {
     }
 
     #[test]
+    fn futures_rows_are_derivatives_in_every_shape_and_month_named_stocks_stay() {
+        // An SPDR-shaped export: no asset class column.
+        let csv = "Name,Ticker,Identifier,SEDOL,Weight,Sector,Shares Held,Local Currency\n\
+            EXXON MOBIL CORP,XOM,30231G102,2326618,23.1,Energy,1,USD\n\
+            XAE ENERGY DEC25,IXPZ5,,,0.4,-,1,USD\n\
+            XAK TECHNOLOGY DEC 25,XAKZ25,,,0.1,-,1,USD\n\
+            ACME HOLDINGS DEC25,ACME,000000000,0000000,0.3,Energy,1,USD\n\
+            MAY FUTURES CORP,MAYF,000000001,0000001,0.2,Energy,1,USD\n";
+        let parsed = read(Expect::Holdings, csv.as_bytes()).expect("reads");
+        let kept: Vec<&str> = parsed.holdings.iter().map(|h| h.symbol.as_str()).collect();
+        assert_eq!(kept, ["XOM", "ACME", "MAYF"]);
+        assert_eq!(
+            reasons(&parsed),
+            vec![SkipReason::Derivative, SkipReason::Derivative]
+        );
+    }
+
+    #[test]
+    fn a_location_column_gives_each_row_its_market() {
+        let csv = "Ticker,Name,Sector,Asset Class,Weight (%),Location,Exchange,Currency\n\
+            SAN,BANCO SANTANDER SA,Financials,Equity,0.78,Spain,,USD\n\
+            SAN,SANOFI SA,Health Care,Equity,0.57,France,,USD\n\
+            RR.,ROLLS-ROYCE HOLDINGS PLC,Industrials,Equity,0.61,United Kingdom,,USD\n";
+        let parsed = read(Expect::Holdings, csv.as_bytes()).expect("reads");
+        let rows: Vec<(&str, Option<&str>)> = parsed
+            .holdings
+            .iter()
+            .map(|h| (h.symbol.as_str(), h.market))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("SAN", Some("ES")),
+                ("SAN", Some("FR")),
+                ("RR.", Some("GB"))
+            ]
+        );
+    }
+
+    #[test]
     fn bad_rows_are_typed_and_bad_files_rejected_with_a_line() {
-        let csv = "symbol,name,weight\nAAPL,Apple,7\nA$B,Junk,1\nMSFT,Microsoft,abc\n";
+        let csv = "symbol,name,weight\nAAPL,Apple,7\nABCDEFGHIJKLMNOPQRSTUVWXYZ,Junk,1\nMSFT,Microsoft,abc\n";
         let parsed = read(Expect::Holdings, csv.as_bytes()).expect("reads");
         assert_eq!(
             reasons(&parsed),

@@ -6,7 +6,8 @@
 //! request that still uses them, so nothing computed at one version is ever served at another.
 //! Concurrent requests for the same missing entry share one computation (moka's
 //! `try_get_with`), so a thousand aliases of `validation` cost one run. The counters outlive
-//! the versions, so statistics cover the server's whole life.
+//! the versions, so statistics cover the server's whole life; every look-up also counts in the
+//! Prometheus metrics (`holdgraph_cache_hits_total{cache}`, `..._misses_total`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,8 @@ pub struct CacheCounters {
 pub struct Counted<K, V> {
     cache: Cache<K, V>,
     counters: Arc<Counters>,
+    /// Its name in statistics and in the `cache` label of the Prometheus counters.
+    name: &'static str,
 }
 
 impl<K, V> Counted<K, V>
@@ -44,12 +47,7 @@ where
     /// The cached value, counting a hit or a miss.
     pub async fn get(&self, key: &K) -> Option<V> {
         let found = self.cache.get(key).await;
-        let counter = if found.is_some() {
-            &self.counters.hits
-        } else {
-            &self.counters.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(found.is_some());
         found
     }
 
@@ -59,12 +57,7 @@ where
         F: std::future::Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
-        let counter = if self.cache.contains_key(&key) {
-            &self.counters.hits
-        } else {
-            &self.counters.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(self.cache.contains_key(&key));
         let loads = &self.counters.loads;
         self.cache
             .try_get_with(key, async {
@@ -72,6 +65,17 @@ where
                 compute.await
             })
             .await
+    }
+
+    /// Counts a look-up here and in the process's metrics.
+    fn count(&self, hit: bool) {
+        let counter = if hit {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_lookup(self.name, hit);
     }
 
     /// Stores values computed in one batch.
@@ -109,7 +113,8 @@ where
         self.len() == 0
     }
 
-    fn stats(&self, name: &'static str) -> CacheStat {
+    fn stats(&self) -> CacheStat {
+        let name = self.name;
         let hits = self.counters.hits.load(Ordering::Relaxed);
         let misses = self.counters.misses.load(Ordering::Relaxed);
         CacheStat {
@@ -174,14 +179,17 @@ impl Caches {
                     .max_capacity(RESPONSE_CACHE_BYTES)
                     .build(),
                 counters: counters.responses.clone(),
+                name: "response",
             },
             analytics: Counted {
                 cache: Cache::new(capacity),
                 counters: counters.analytics.clone(),
+                name: "analytics",
             },
             checks: Counted {
                 cache: Cache::new(16),
                 counters: counters.checks.clone(),
+                name: "checks",
             },
         }
     }
@@ -196,9 +204,9 @@ impl Caches {
     /// Statistics of every cache.
     pub fn stats(&self) -> Vec<CacheStat> {
         vec![
-            self.responses.stats("response"),
-            self.analytics.stats("analytics"),
-            self.checks.stats("checks"),
+            self.responses.stats(),
+            self.analytics.stats(),
+            self.checks.stats(),
         ]
     }
 }

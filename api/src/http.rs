@@ -1,23 +1,34 @@
-//! The router: `/graphql` (POST and GET), GraphiQL at `/` and `/graphiql`, `/health`,
-//! `/ready` and the admin cache endpoints existing tools call.
+//! The router: `/graphql` (POST, batches of requests too, and GET, which HTTP caches may
+//! keep), GraphiQL at `/` and `/graphiql`, `/health`, `/ready`, `/metrics` and the admin
+//! cache endpoints existing tools call.
+//!
+//! Every request gets an id (`x-request-id`, the client's when it sends a sane one), a span
+//! carrying it around everything logged while it is answered, and one `info` line when it
+//! ends. Query texts may be sent once and then named by their SHA-256 (Apollo's automatic
+//! persisted queries); they are looked up here, before the response cache, the parsed-document
+//! cache and the mutation check on GET, which all see the text.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql_axum::GraphQLResponse;
-use axum::extract::Query;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use async_graphql::BatchRequest;
+use axum::extract::{Extension, MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 
 use crate::graphql::{Caller, GraphSchema, prepare_at, schema};
+use crate::metrics::Outcome;
+use crate::snapshot::Snapshot;
 use crate::state::{AppState, RefreshError};
 
 /// What every handler gets.
@@ -28,7 +39,17 @@ pub struct App {
     /// The same schema for introspection-only queries: GraphiQL's and code generators'
     /// standard query nests deeper than data queries may, and costs little.
     pub introspection: GraphSchema,
+    /// Texts of persisted queries by their hash.
+    pub persisted: PersistedQueries,
 }
+
+/// The header that carries a request's id, both ways.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of one HTTP request: in its span, its response header, its log line, and the data
+/// of its GraphQL requests.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub Arc<str>);
 
 /// Errors of the plain HTTP routes, as JSON with a code.
 #[derive(Debug, thiserror::Error)]
@@ -70,17 +91,21 @@ impl From<sea_orm::DbErr> for AppError {
 
 /// The router over a state.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Installed before the first request, so nothing recorded is lost.
+    crate::metrics::handle();
     let settings = state.settings.clone();
     let app = App {
         schema: schema(state.clone()),
         introspection: crate::graphql::introspection_schema(state.clone()),
         state,
+        persisted: PersistedQueries::new(PERSISTED_QUERY_BYTES),
     };
     Router::new()
         .route("/graphql", post(graphql_post).get(graphql_get))
         .merge(crate::graphiql::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/admin/cache/stats", get(cache_stats))
         .route("/admin/cache/refresh", post(cache_refresh))
         .route("/admin/cache/warm", post(cache_warm))
@@ -94,9 +119,108 @@ pub fn router(state: Arc<AppState>) -> Router {
             settings.request_timeout,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            wait_for_setup,
+        ))
+        .layer(axum::middleware::map_response(no_store_by_default))
         .layer(cors(&settings.cors_origins))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe))
         .with_state(app)
+}
+
+/// Gives the request its id and span, then logs one line and counts it when it is answered.
+/// Outermost, so it sees the final status of every request, errors raised by layers included.
+async fn observe(mut request: Request, next: Next) -> Response {
+    let clock = Instant::now();
+    let id: Arc<str> = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane_request_id(v))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string().into(), Arc::from);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    // The route, not the path: unknown paths must not each make a series.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = clock.elapsed();
+    let status = response.status().as_u16();
+    let operation = response
+        .extensions_mut()
+        .remove::<Operations>()
+        .map(|o| o.0);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path,
+            operation = operation.as_deref(),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            "request"
+        );
+    });
+    crate::metrics::http_request(&method, &route, status, elapsed);
+    response
+}
+
+/// A client's request id is kept when it is a short token (letters, digits, `-`, `_`, `.`,
+/// `:`; at most 64), so it cannot forge log lines or bloat them; otherwise one is made.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The operation names a response answered, for the request's log line.
+#[derive(Clone, Debug)]
+struct Operations(String);
+
+fn with_operations(mut response: Response, names: String) -> Response {
+    response.extensions_mut().insert(Operations(names));
+    response
+}
+
+/// While `serve` sets up an empty database, only `/health`, `/ready` and `/metrics` answer;
+/// the rest is 503 with a JSON reason.
+async fn wait_for_setup(State(app): State<App>, request: Request, next: Next) -> Response {
+    let always = matches!(request.uri().path(), "/health" | "/ready" | "/metrics");
+    if app.state.is_starting() && !always {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "the server is starting: setup is loading data into the empty database",
+                "code": "SERVICE_UNAVAILABLE",
+            })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Nothing is kept by HTTP caches unless its handler says so (GET queries, GraphiQL's files):
+/// errors, POST answers, `/ready` and the admin routes get `Cache-Control: no-store`.
+async fn no_store_by_default(mut response: Response) -> Response {
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Browsers may call the API from the configured origins: preflights are answered, `GET` and
@@ -193,6 +317,7 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> 
 
 async fn graphql_post(
     State(app): State<App>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -220,23 +345,66 @@ async fn graphql_post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let parsed = async_graphql::http::receive_body(
+    let parsed = async_graphql::http::receive_batch_body(
         content_type,
         futures_util::io::Cursor::new(body),
         async_graphql::http::MultipartOptions::default(),
     )
     .await;
-    match parsed {
-        Ok(request) => answer(&app, &headers, request).await,
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("not a GraphQL request: {e}"), "code": "BAD_REQUEST"})),
-        )
-            .into_response(),
+    let batch = match parsed {
+        Ok(batch) => batch,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"error": format!("not a GraphQL request: {e}"), "code": "BAD_REQUEST"}),
+                ),
+            )
+                .into_response();
+        }
+    };
+    let call = Call::new(&app, &headers, id);
+    match batch {
+        BatchRequest::Single(request) => {
+            let (answer, operation) = call.answer(request).await;
+            with_operations(json_body(answer.body), operation)
+        }
+        BatchRequest::Batch(requests) => {
+            let max = app.state.settings.max_batch;
+            if requests.len() > max {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({
+                        "error": format!(
+                            "a batch holds at most {max} requests (--max-batch); this one holds {}",
+                            requests.len()
+                        ),
+                        "code": "BATCH_TOO_LARGE",
+                    })),
+                )
+                    .into_response();
+            }
+            // Each item under the limits of a request of its own, all from one snapshot.
+            let answers =
+                futures_util::future::join_all(requests.into_iter().map(|r| call.answer(r))).await;
+            let mut body = Vec::with_capacity(answers.iter().map(|(a, _)| a.body.len() + 1).sum());
+            body.push(b'[');
+            let mut operations = Vec::with_capacity(answers.len());
+            for (i, (answer, operation)) in answers.into_iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&answer.body);
+                operations.push(operation);
+            }
+            body.push(b']');
+            with_operations(json_body(body.into()), operations.join(","))
+        }
     }
 }
 
-/// `GET /graphql` parameters, as GraphQL over HTTP names them (`variables` is JSON text).
+/// `GET /graphql` parameters, as GraphQL over HTTP names them (`variables` and `extensions`
+/// are JSON text).
 #[derive(Deserialize)]
 struct GetParams {
     #[serde(default)]
@@ -245,13 +413,31 @@ struct GetParams {
     operation_name: Option<String>,
     #[serde(default)]
     variables: Option<String>,
+    #[serde(default)]
+    extensions: Option<String>,
 }
 
 async fn graphql_get(
     State(app): State<App>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Response {
+    let clock = Instant::now();
+    let operation = crate::metrics::operation_label(params.operation_name.as_deref());
+    let (response, outcome) = answer_get(&app, id, &headers, params).await;
+    crate::metrics::graphql_request(&operation, outcome, clock.elapsed());
+    with_operations(response, operation)
+}
+
+/// A GET query: refused if it would write; `304` when the client's ETag is current; else
+/// answered, with `Cache-Control` and `ETag` when the answer may be cached.
+async fn answer_get(
+    app: &App,
+    id: RequestId,
+    headers: &HeaderMap,
+    params: GetParams,
+) -> (Response, Outcome) {
     let mut request = async_graphql::Request::new(params.query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -260,14 +446,26 @@ async fn graphql_get(
         match serde_json::from_str(&text) {
             Ok(json) => request = request.variables(async_graphql::Variables::from_json(json)),
             Err(e) => {
-                return http_error(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    &format!("`variables` is not JSON: {e}"),
-                );
+                let message = format!("`variables` is not JSON: {e}");
+                let response = http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+                return (response, Outcome::Error);
             }
         }
     }
+    if let Some(text) = params.extensions.filter(|v| !v.is_empty()) {
+        match serde_json::from_str(&text) {
+            Ok(extensions) => request.extensions = extensions,
+            Err(e) => {
+                let message = format!("`extensions` is not a JSON object: {e}");
+                let response = http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+                return (response, Outcome::Error);
+            }
+        }
+    }
+    let request = match app.persisted.resolve(request).await {
+        Ok(request) => request,
+        Err(e) => return (json_body(e.body()), Outcome::Error),
+    };
     if is_mutation(&request) {
         // GraphQL over HTTP: GET is for reads only, so a link or a crawler never writes.
         let mut response = http_error(
@@ -277,65 +475,199 @@ async fn graphql_get(
         );
         response
             .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return (response, Outcome::Error);
     }
-    answer(&app, &headers, request).await
+    let call = Call::new(app, headers, id);
+    let key = response_key(&request);
+    let tag = key
+        .as_deref()
+        .map(|key| etag(&app.state, call.snapshot.version, key));
+    let max_age = format!(
+        "public, max-age={}",
+        app.state.settings.http_max_age.as_secs()
+    );
+    let cached = |mut response: Response, tag: &str| {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(tag) {
+            headers.insert(header::ETAG, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&max_age) {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
+        response
+    };
+    if let Some(tag) = &tag
+        && if_none_match(headers, tag)
+    {
+        // Same version, same request: the same answer. Nothing is executed.
+        let response = cached(StatusCode::NOT_MODIFIED.into_response(), tag);
+        return (response, Outcome::NotModified);
+    }
+    let answer = call.run(request, key).await;
+    let response = json_body(answer.body);
+    match tag.filter(|_| answer.cacheable) {
+        Some(tag) => (cached(response, &tag), answer.outcome),
+        None => (response, answer.outcome),
+    }
+}
+
+/// A strong ETag of a query's answer: the data version and a hash of the request (query,
+/// operation, variables), the environment and the server's version. One version's data and
+/// one request always give the same bytes, so the tag is known before anything runs, and a
+/// load changes it.
+fn etag(state: &AppState, version: i64, key: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(env!("CARGO_PKG_VERSION"))
+        .chain_update([0])
+        .chain_update(state.environment())
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
+    format!("\"v{version}-{}\"", hex(&digest[..12]))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`); weak tags compare by their value.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|given| given == "*" || given.trim_start_matches("W/") == tag)
 }
 
 /// A GraphQL-shaped error answered before execution.
 fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    (status, Json(body)).into_response()
+    (status, json_body(error_body(code, message))).into_response()
 }
 
-/// Executes a request from either method, through the response cache.
-async fn answer(app: &App, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    // One snapshot for the look-up, the execution and the fill: a response is only ever
-    // cached with the version it was computed from.
-    let snapshot = app.state.snapshot();
-    // Responses are cached from a text's second request on: a one-off text is not worth it.
-    let key = response_key(&request).filter(|_| crate::graphql::seen_before(&request.query));
-    if let Some(key) = &key
-        && let Some(body) = snapshot.caches.responses.get(key).await
-    {
-        return json_body(body);
+/// The body of a GraphQL response holding one error.
+fn error_body(code: &str, message: &str) -> axum::body::Bytes {
+    json!({"errors": [{"message": message, "extensions": {"code": code}}]})
+        .to_string()
+        .into()
+}
+
+/// One answered GraphQL request.
+struct Answer {
+    /// The response as JSON.
+    body: axum::body::Bytes,
+    outcome: Outcome,
+    /// Whether HTTP caches may keep it: a query answered without errors whose every field
+    /// may be cached.
+    cacheable: bool,
+}
+
+impl Answer {
+    fn error(code: &str, message: &str, outcome: Outcome) -> Self {
+        Self {
+            body: error_body(code, message),
+            outcome,
+            cacheable: false,
+        }
     }
-    let caller = Caller {
-        admin: is_admin(&app.state, headers),
-    };
-    let schema = if crate::graphql::is_introspection(&request.query) {
-        &app.introspection
-    } else {
-        &app.schema
-    };
-    let request = prepare_at(request, &app.state, snapshot.clone(), caller);
-    let limit = app.state.settings.request_timeout;
-    let Ok(response) = tokio::time::timeout(limit, crate::graphql::execute(schema, request)).await
-    else {
-        return http_error(
-            StatusCode::OK,
-            "TIMEOUT",
-            &format!(
+}
+
+/// What the requests of one HTTP call share: who asks, and the snapshot they all answer from
+/// (a batch never mixes two versions).
+struct Call<'a> {
+    app: &'a App,
+    caller: Caller,
+    snapshot: Arc<Snapshot>,
+    id: RequestId,
+}
+
+impl<'a> Call<'a> {
+    fn new(app: &'a App, headers: &HeaderMap, id: RequestId) -> Self {
+        Self {
+            app,
+            caller: Caller {
+                admin: is_admin(&app.state, headers),
+            },
+            snapshot: app.state.snapshot(),
+            id,
+        }
+    }
+
+    /// Answers one request (a POST body or an item of a batch), counting it in the metrics;
+    /// returns its operation label too.
+    async fn answer(&self, request: async_graphql::Request) -> (Answer, String) {
+        let clock = Instant::now();
+        let operation = crate::metrics::operation_label(request.operation_name.as_deref());
+        let answer = match self.app.persisted.resolve(request).await {
+            Ok(request) => {
+                let key = response_key(&request);
+                self.run(request, key).await
+            }
+            Err(e) => Answer::error(e.code(), &e.to_string(), Outcome::Error),
+        };
+        crate::metrics::graphql_request(&operation, answer.outcome, clock.elapsed());
+        (answer, operation)
+    }
+
+    /// Executes a request through the response cache (`key` is its response-cache key).
+    async fn run(&self, request: async_graphql::Request, key: Option<String>) -> Answer {
+        let app = self.app;
+        let snapshot = &self.snapshot;
+        // Responses are cached from a text's second request on: a one-off text is not worth it.
+        let key = key.filter(|_| crate::graphql::seen_before(&request.query));
+        if let Some(key) = &key
+            && let Some(body) = snapshot.caches.responses.get(key).await
+        {
+            return Answer {
+                body,
+                outcome: Outcome::Ok,
+                cacheable: true,
+            };
+        }
+        let schema = if crate::graphql::is_introspection(&request.query) {
+            &app.introspection
+        } else {
+            &app.schema
+        };
+        let request =
+            prepare_at(request, &app.state, snapshot.clone(), self.caller).data(self.id.clone());
+        let limit = app.state.settings.request_timeout;
+        let Ok(response) =
+            tokio::time::timeout(limit, crate::graphql::execute(schema, request)).await
+        else {
+            let message = format!(
                 "the query ran longer than {} s (--request-timeout-secs) and was stopped",
                 limit.as_secs_f64()
-            ),
-        );
-    };
-    let cacheable = response.errors.is_empty() && response.cache_control.max_age != -1;
-    match (key, cacheable) {
-        (Some(key), true) => match serde_json::to_vec(&response) {
-            Ok(bytes) => {
-                let body = axum::body::Bytes::from(bytes);
-                snapshot.caches.responses.fill([(key, body.clone())]).await;
-                json_body(body)
-            }
+            );
+            return Answer::error("TIMEOUT", &message, Outcome::Timeout);
+        };
+        let ok = response.errors.is_empty();
+        let cacheable = ok && response.cache_control.max_age != -1;
+        let body = match serde_json::to_vec(&response) {
+            Ok(bytes) => axum::body::Bytes::from(bytes),
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise a response");
-                GraphQLResponse::from(response).into_response()
+                return Answer::error(
+                    "INTERNAL_SERVER_ERROR",
+                    "internal error; the server log has the details",
+                    Outcome::Error,
+                );
             }
-        },
-        _ => GraphQLResponse::from(response).into_response(),
+        };
+        if cacheable && let Some(key) = key {
+            snapshot.caches.responses.fill([(key, body.clone())]).await;
+        }
+        Answer {
+            body,
+            outcome: if ok { Outcome::Ok } else { Outcome::Error },
+            cacheable,
+        }
     }
 }
 
@@ -369,18 +701,150 @@ fn response_key(request: &async_graphql::Request) -> Option<String> {
     ))
 }
 
+/// A GraphQL answer: JSON, not to be kept by HTTP caches unless the caller says otherwise.
 fn json_body(body: axum::body::Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Bytes the persisted-query texts may take.
+const PERSISTED_QUERY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Query texts by the SHA-256 of their text, for Apollo's automatic persisted queries: a
+/// client sends `extensions.persistedQuery {version: 1, sha256Hash}` without the text, and
+/// the text with it once when told `PersistedQueryNotFound`. Bounded by size; a text pushed
+/// out is simply sent again.
+///
+/// async-graphql's `ApolloPersistedQueries` extension does the same inside the executor, but
+/// it hands the executor a parsed document without its text, and the response cache, the
+/// parsed-document cache and the mutation check on GET all work from the text, before
+/// execution; so the look-up is here.
+#[derive(Clone)]
+pub struct PersistedQueries {
+    texts: moka::future::Cache<String, Arc<str>>,
+}
+
+/// `extensions.persistedQuery`.
+#[derive(Deserialize)]
+struct PersistedQuery {
+    version: i32,
+    #[serde(rename = "sha256Hash")]
+    sha256_hash: String,
+}
+
+/// Why a persisted query could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistedQueryError {
+    /// The hash names no text this server knows: send the text with it.
+    #[error("PersistedQueryNotFound")]
+    NotFound,
+    #[error("provided sha does not match query")]
+    HashMismatch,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PersistedQueryError {
+    /// Its `extensions.code`: Apollo's names, so Apollo clients react to them.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::HashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            Self::Invalid(_) => "BAD_REQUEST",
+        }
+    }
+
+    fn body(&self) -> axum::body::Bytes {
+        error_body(self.code(), &self.to_string())
+    }
+}
+
+impl PersistedQueries {
+    /// Texts taking up to `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            texts: moka::future::Cache::builder()
+                .weigher(|k: &String, v: &Arc<str>| {
+                    u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                })
+                .max_capacity(bytes)
+                .build(),
+        }
+    }
+
+    /// A request ready to execute: one naming a persisted query gets its text (or stores the
+    /// text it carries under its hash, once the hash is checked); others pass unchanged.
+    pub async fn resolve(
+        &self,
+        mut request: async_graphql::Request,
+    ) -> Result<async_graphql::Request, PersistedQueryError> {
+        let Some(value) = request.extensions.remove("persistedQuery") else {
+            return Ok(request);
+        };
+        let persisted: PersistedQuery = async_graphql::from_value(value).map_err(|_| {
+            PersistedQueryError::Invalid(
+                "`extensions.persistedQuery` must be {\"version\": 1, \"sha256Hash\": \"...\"}"
+                    .to_owned(),
+            )
+        })?;
+        if persisted.version != 1 {
+            return Err(PersistedQueryError::Invalid(format!(
+                "persisted query version {} is not supported (only 1)",
+                persisted.version
+            )));
+        }
+        let hash = persisted.sha256_hash.to_ascii_lowercase();
+        if request.query.is_empty() {
+            let found = self.texts.get(&hash).await;
+            crate::metrics::cache_lookup("persisted_query", found.is_some());
+            let text = found.ok_or(PersistedQueryError::NotFound)?;
+            request.query = text.to_string();
+            return Ok(request);
+        }
+        if hex(&Sha256::digest(request.query.as_bytes())) != hash {
+            return Err(PersistedQueryError::HashMismatch);
+        }
+        if !self.texts.contains_key(&hash) {
+            self.texts.insert(hash, request.query.as_str().into()).await;
+        }
+        Ok(request)
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Prometheus metrics in the text exposition format (`api/src/metrics.rs` lists them).
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&app.state),
+    )
+        .into_response()
+}
+
 /// Ready when the database answers within half a second and the snapshot holds data; 503
-/// with a JSON reason otherwise (queries are still answered from the snapshot meanwhile).
+/// with a JSON reason otherwise (queries are still answered from the snapshot meanwhile), and
+/// 503 `starting` while `serve` sets up an empty database.
 async fn ready(State(app): State<App>) -> Response {
     let state = &app.state;
+    if state.is_starting() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting", "reason": "setup running"})),
+        )
+            .into_response();
+    }
     let snap = state.snapshot();
     let check = tokio::time::timeout(
         std::time::Duration::from_millis(500),

@@ -8,6 +8,8 @@ pub mod db;
 mod graphiql;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
+pub mod search;
 pub mod serve;
 pub mod snapshot;
 pub mod state;

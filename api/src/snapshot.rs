@@ -11,9 +11,14 @@
 //! and of a membership's metadata only the fields the graph shows are kept (name; a sector
 //! membership's source and industry), taken out of the JSON by the database as it reads; the
 //! rest of the metadata is read from the database when a query asks for it.
+//!
+//! A stock's name is its current one: the name the most recently loaded file gives it (see
+//! [`current_names`]), not the one most files ever gave. What only some requests need (the
+//! search index, each group's content fingerprint for cursors) is built on first use and kept
+//! with the snapshot.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use entity::{GroupType, definition_group};
 use sea_orm::{
@@ -45,6 +50,12 @@ pub struct Group {
     pub by_symbol: Vec<u32>,
     /// The sum of the weights; `None` when no member has one.
     pub total_weight: Option<f64>,
+    /// The load run that last applied a file to the group (0 when none is recorded): what
+    /// orders the files by recency when a stock's current name is chosen.
+    pub loaded_run: i64,
+    /// A hash of the members and weights, computed on first use (see
+    /// [`Snapshot::fingerprint`]).
+    fingerprint: OnceLock<u64>,
 }
 
 /// Where a stock is a member: a group and the member's index in it.
@@ -60,7 +71,8 @@ pub struct Stock {
     pub symbol: Arc<str>,
     /// Every membership, heaviest first, ties by group name.
     pub memberships: Vec<At>,
-    /// The shown name: its sector membership's, else the first file's.
+    /// The shown name: the one the most recently loaded file gives it (see
+    /// [`current_names`]), else its sector membership's.
     pub name: Option<Arc<str>>,
     /// Its sector group, when it has one.
     pub sector: Option<u32>,
@@ -89,6 +101,8 @@ pub struct Snapshot {
     pub caches: Caches,
     /// Memberships held, all groups together.
     pub memberships: usize,
+    /// The search index, built on first use.
+    search: OnceLock<crate::search::Index>,
 }
 
 /// One stored membership as the snapshot reads it: group id, symbol, weight, and the name,
@@ -205,15 +219,28 @@ impl Snapshot {
                 );
             }
         }
+        let loaded = loaded_runs(&txn, backend, environment).await?;
         txn.commit().await?;
-        Ok(Self::from_rows(version, groups, rows, caches))
+        Ok(Self::build(version, groups, rows, &loaded, caches))
     }
 
-    /// Builds the indexes from the rows of one version.
+    /// Builds the indexes from the rows of one version (no load run recorded for any group).
     pub fn from_rows(
+        version: i64,
+        groups: Vec<definition_group::Model>,
+        rows: Vec<Row>,
+        caches: Caches,
+    ) -> Self {
+        Self::build(version, groups, rows, &HashMap::new(), caches)
+    }
+
+    /// Builds the indexes from the rows of one version and the run that last loaded each
+    /// group (by group id).
+    pub fn build(
         version: i64,
         mut groups: Vec<definition_group::Model>,
         rows: Vec<Row>,
+        loaded: &HashMap<i32, i64>,
         caches: Caches,
     ) -> Self {
         groups.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
@@ -227,6 +254,7 @@ impl Snapshot {
             listed: Vec::new(),
             caches,
             memberships: rows.len(),
+            search: OnceLock::new(),
         };
         for model in groups {
             let Ok(kind) = model.group_type.parse::<GroupType>() else {
@@ -235,12 +263,15 @@ impl Snapshot {
             let index = index_of(out.groups.len());
             out.by_id.insert(model.id, index);
             out.by_key.insert((kind, model.name.clone().into()), index);
+            let loaded_run = loaded.get(&model.id).copied().unwrap_or(0);
             out.groups.push(Group {
                 model: Arc::new(model),
                 kind,
                 members: Vec::new(),
                 by_symbol: Vec::new(),
                 total_weight: None,
+                loaded_run,
+                fingerprint: OnceLock::new(),
             });
         }
 
@@ -289,16 +320,8 @@ impl Snapshot {
                     stock.sector = Some(g);
                     stock.sector_source = source.map(Into::into);
                     stock.industry = industry.map(Into::into);
-                    if name.is_some() {
-                        stock.name = name.clone();
-                    }
                 }
-                _ => {
-                    stock.listed = true;
-                    if stock.name.is_none() && stock.sector.is_none() {
-                        stock.name = name.clone();
-                    }
-                }
+                _ => stock.listed = true,
             }
             group.members.push(Member {
                 stock: s,
@@ -346,6 +369,7 @@ impl Snapshot {
             });
             stock.memberships.shrink_to_fit();
         }
+        current_names(&mut out.stocks, &out.groups);
         out.listed = out
             .stocks
             .iter()
@@ -404,6 +428,218 @@ impl Snapshot {
     pub fn count(&self, kind: GroupType) -> usize {
         self.groups.iter().filter(|g| g.kind == kind).count()
     }
+
+    /// A hash of a group's members and weights (FNV-1a over symbol and weight, heaviest
+    /// first): equal in two snapshots exactly when the group's content is (barring a 64-bit
+    /// collision), whatever other groups did in between. Computed on first use, O(members).
+    pub fn fingerprint(&self, index: u32) -> u64 {
+        let group = self.group(index);
+        *group.fingerprint.get_or_init(|| {
+            let mut hash = Fnv::default();
+            for m in &group.members {
+                hash.write(self.symbol_of(m).as_bytes());
+                hash.write(&[0xff]);
+                match m.weight {
+                    Some(w) => hash.write(&w.to_bits().to_le_bytes()),
+                    None => hash.write(&[0]),
+                }
+            }
+            hash.0
+        })
+    }
+
+    /// The search index over stocks' and groups' symbols, names and descriptions, built on
+    /// first use and kept with the snapshot.
+    pub fn search(&self) -> &crate::search::Index {
+        self.search
+            .get_or_init(|| crate::search::Index::build(self))
+    }
+}
+
+/// FNV-1a, 64 bits: a hash whose value is fixed by its definition, so fingerprints agree across
+/// processes and releases (std's `DefaultHasher` promises neither).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The run that last applied a file to each group (by group id), read with the snapshot so it
+/// belongs to the same committed state. Only committed runs leave file records (a failed run's
+/// are rolled back with its data), and `loaded` is the status of a file that was applied.
+async fn loaded_runs(
+    txn: &impl ConnectionTrait,
+    backend: DbBackend,
+    environment: &str,
+) -> Result<HashMap<i32, i64>, DbErr> {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT g.id, MAX(f.run_id) FROM load_run_files f \
+             JOIN load_runs r ON r.id = f.run_id \
+             JOIN definition_groups g ON g.type = f.group_type AND g.name = f.group_name \
+             AND g.environment = r.environment \
+             WHERE r.environment = $1 AND f.status = 'loaded' GROUP BY g.id"
+        }
+        _ => {
+            "SELECT g.id, MAX(f.run_id) FROM load_run_files f \
+             JOIN load_runs r ON r.id = f.run_id \
+             JOIN definition_groups g ON g.type = f.group_type AND g.name = f.group_name \
+             AND g.environment = r.environment \
+             WHERE r.environment = ? AND f.status = 'loaded' GROUP BY g.id"
+        }
+    };
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [environment.into()],
+        ))
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: i32 = row.try_get_by_index(0)?;
+        let run: i32 = row.try_get_by_index(1)?;
+        out.insert(id, i64::from(run));
+    }
+    Ok(out)
+}
+
+/// Gives every stock its current name: the name the most recently loaded files give it.
+///
+/// Files are ordered by the load run that last applied them (files of one run were loaded
+/// together). Among the names the latest run's files give, the one most of them give wins,
+/// then one that some file writes in mixed case (providers that shout write `APPLE INC` for
+/// `Apple Inc.`), then the first alphabetically. It is shown in its best spelling: names equal
+/// but for case, spaces, punctuation and `and`/`&` are one name, and a mixed-case spelling from
+/// any file is preferred, then the most recent. Providers that write capitals also abbreviate,
+/// so a name in capitals is shown in the mixed-case spelling of a name that extends it or
+/// starts with the same word, if a file has one (`NAVITAS SEMICONDUCTOR CORP` as `Navitas
+/// Semiconductor Corp. Class A`, `ORMAT TECH INC` as `Ormat Technologies Inc.`; never
+/// `META PLATFORMS INC CLASS A` as `Facebook Inc. Class A`). Sector memberships hold a name derived from the files (`build-stock-metadata`),
+/// used only when no file names the stock.
+///
+/// O(memberships × distinct names of a stock) with one reused buffer.
+fn current_names(stocks: &mut [Stock], groups: &[Group]) {
+    // (name, files of the latest run that give it) for one stock at a time.
+    let mut tally: Vec<(&Arc<str>, usize)> = Vec::new();
+    for stock in stocks.iter_mut() {
+        let named = || {
+            stock.memberships.iter().filter_map(|at| {
+                let group = &groups[at.group as usize];
+                let member = &group.members[at.member as usize];
+                match (group.kind, &member.name) {
+                    (GroupType::Sector, _) | (_, None) => None,
+                    (_, Some(name)) => Some((group.loaded_run, name)),
+                }
+            })
+        };
+        let Some(latest) = named().map(|(run, _)| run).max() else {
+            // No file names it: the sector membership's name, if any.
+            stock.name = stock.memberships.iter().find_map(|at| {
+                let group = &groups[at.group as usize];
+                (group.kind == GroupType::Sector)
+                    .then(|| group.members[at.member as usize].name.clone())
+                    .flatten()
+            });
+            continue;
+        };
+        tally.clear();
+        for (_, name) in named().filter(|(run, _)| *run == latest) {
+            match tally.iter_mut().find(|(n, _)| same_name(n, name)) {
+                Some(entry) => entry.1 += 1,
+                None => tally.push((name, 1)),
+            }
+        }
+        let has_mixed = |chosen: &str| named().any(|(_, n)| same_name(n, chosen) && mixed_case(n));
+        let Some(chosen) = tally
+            .iter()
+            .max_by(|(a, ca), (b, cb)| {
+                ca.cmp(cb)
+                    .then_with(|| has_mixed(a).cmp(&has_mixed(b)))
+                    .then_with(|| b.cmp(a))
+            })
+            .map(|(n, _)| Arc::clone(n))
+        else {
+            continue;
+        };
+        // How close a spelling is to the chosen name: the same name, a longer form of it, or
+        // (for a name in capitals, which providers abbreviate) one with its first word.
+        let capitals = !mixed_case(&chosen);
+        let closeness = |name: &str| {
+            if same_name(name, &chosen) {
+                Some(2)
+            } else if capitals && extends(name, &chosen) {
+                Some(1)
+            } else if capitals && same_first_word(name, &chosen) {
+                Some(0)
+            } else {
+                None
+            }
+        };
+        stock.name = named()
+            .filter_map(|(run, n)| Some((mixed_case(n), closeness(n)?, run, n)))
+            .max_by(|a, b| {
+                (a.0, a.1, a.2)
+                    .cmp(&(b.0, b.1, b.2))
+                    .then_with(|| b.3.cmp(a.3))
+            })
+            .map(|(_, _, _, n)| Arc::clone(n));
+    }
+}
+
+/// A name's letters and digits, lower-cased, without the word `and` (files write `&` too).
+fn folded(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.eq_ignore_ascii_case("and"))
+        .flat_map(|word| word.chars().flat_map(char::to_lowercase))
+}
+
+/// Whether two names are the same but for case, spaces, punctuation and `and`/`&` (`APPLE
+/// INC` and `Apple Inc.`; `ALPHA AND OMEGA` and `Alpha & Omega`).
+fn same_name(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b || folded(a).eq(folded(b))
+}
+
+/// Whether two names start with the same word, any case, a leading `The` and punctuation
+/// aside, one possibly abbreviating the other (`ORMAT TECH INC` and `Ormat Technologies Inc.`,
+/// `DICKS SPORTING INC` and `Dick's Sporting Goods Inc.`, `AMER VANGUARD CORP` and `American
+/// Vanguard Corp.`; not `META PLATFORMS INC` and `Facebook Inc.`).
+fn same_first_word(a: &str, b: &str) -> bool {
+    let first = |s: &str| -> String {
+        s.split_whitespace()
+            .find(|w| !w.eq_ignore_ascii_case("the"))
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let (x, y) = (first(a), first(b));
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    !short.is_empty() && long.starts_with(&short) && (short.len() >= 3 || short == long)
+}
+
+/// Whether one name, folded like [`same_name`] does, starts with the other (`Navitas
+/// Semiconductor Corp. Class A` and `NAVITAS SEMICONDUCTOR CORP`).
+fn extends(a: &str, b: &str) -> bool {
+    folded(a).zip(folded(b)).all(|(x, y)| x == y)
+}
+
+/// Whether a name is written in mixed case (companies write their names so; files that shout
+/// write them in capitals).
+fn mixed_case(name: &str) -> bool {
+    name.chars().any(char::is_lowercase)
 }
 
 /// An index that fits the snapshot's `u32` indexes (a graph of four billion rows does not fit
@@ -482,13 +718,127 @@ mod tests {
         assert_eq!(groups, ["XLK", "SPY", "information_technology"]);
         assert_eq!(
             aapl.name.as_deref(),
-            Some("Apple Inc."),
-            "the sector's name wins"
+            Some("APPLE INC"),
+            "a file's name over the sector's"
         );
         assert_eq!(aapl.sector_source.as_deref(), Some("provider"));
         assert_eq!(aapl.industry.as_deref(), Some("Hardware"));
         assert!(aapl.listed);
         assert_eq!(s.listed.len(), 3);
         assert_eq!(s.version, 7);
+    }
+
+    #[test]
+    fn a_stock_is_named_by_the_latest_files_in_their_best_spelling() {
+        let some = |t: &str| Some(t.to_owned());
+        let row =
+            |g: i32, s: &str, name: &str| -> Row { (g, s.into(), None, some(name), None, None) };
+        let rows: Vec<Row> = vec![
+            // META: Vanguard's files still say Facebook; the universes, loaded last, do not.
+            row(1, "META", "Facebook Inc. Class A"),
+            row(2, "META", "Facebook Inc. Class A"),
+            row(3, "META", "META PLATFORMS INC CLASS A"),
+            row(4, "META", "Meta Platforms"),
+            row(5, "META", "META PLATFORMS INC CLASS A"),
+            row(6, "META", "Meta Platforms Inc."),
+            row(7, "META", "Facebook Inc. Class A"),
+            // AAPL: the latest file shouts; an older one spells the same name better.
+            row(1, "AAPL", "Apple Inc."),
+            row(5, "AAPL", "APPLE INC"),
+            // XYZ: renamed in the latest file of its ETF, which another ETF has not caught up.
+            row(1, "XYZ", "Old Name Corp."),
+            row(8, "XYZ", "New Name Corp."),
+            // Capitals in the latest file, a fuller mixed-case spelling in an older one.
+            row(1, "NVTS", "Navitas Semiconductor Corp. Class A"),
+            row(5, "NVTS", "NAVITAS SEMICONDUCTOR CORP"),
+            row(1, "AOSL", "Alpha & Omega Semiconductor Ltd."),
+            row(5, "AOSL", "ALPHA AND OMEGA SEMICONDUCTOR LTD"),
+            row(1, "ORA", "Ormat Technologies Inc."),
+            row(5, "ORA", "ORMAT TECH INC"),
+            row(1, "HNST", "Honest Co. Inc."),
+            row(5, "HNST", "THE HONEST COMPANY INC"),
+            // Renamed: the latest file's name in capitals, not an older mixed-case one.
+            row(1, "GE", "General Electric Co."),
+            row(5, "GE", "GE AEROSPACE"),
+            // A stock no file names keeps its sector's name.
+            row(7, "QQQQ", "Sector Name Inc."),
+        ];
+        let loaded: HashMap<i32, i64> = [
+            (1, 3),
+            (2, 3),
+            (3, 3),
+            (4, 4),
+            (5, 4),
+            (6, 2),
+            (7, 6),
+            (8, 9),
+        ]
+        .into();
+        let s = Snapshot::build(
+            1,
+            vec![
+                group(1, "ETF", "VTI"),
+                group(2, "ETF", "VUG"),
+                group(3, "ETF", "SPY"),
+                group(4, "UNIVERSE", "nasdaq100"),
+                group(5, "UNIVERSE", "russell3000"),
+                group(6, "THEME", "ai"),
+                group(7, "SECTOR", "communication_services"),
+                group(8, "ETF", "XLC"),
+            ],
+            rows,
+            &loaded,
+            Caches::new(10, &CacheCounters::default()),
+        );
+        let name = |symbol: &str| {
+            s.stock(symbol)
+                .and_then(|i| s.stock_at(i).name.as_deref().map(str::to_owned))
+        };
+        assert_eq!(name("META").as_deref(), Some("Meta Platforms"));
+        assert_eq!(name("AAPL").as_deref(), Some("Apple Inc."));
+        assert_eq!(name("XYZ").as_deref(), Some("New Name Corp."));
+        assert_eq!(name("QQQQ").as_deref(), Some("Sector Name Inc."));
+        assert_eq!(name("ORA").as_deref(), Some("Ormat Technologies Inc."));
+        assert_eq!(name("HNST").as_deref(), Some("Honest Co. Inc."));
+        assert_eq!(name("GE").as_deref(), Some("GE AEROSPACE"));
+        assert_eq!(
+            name("NVTS").as_deref(),
+            Some("Navitas Semiconductor Corp. Class A")
+        );
+        assert_eq!(
+            name("AOSL").as_deref(),
+            Some("Alpha & Omega Semiconductor Ltd.")
+        );
+        assert_eq!(
+            s.group(s.find(GroupType::Etf, "XLC").expect("XLC"))
+                .loaded_run,
+            9
+        );
+    }
+
+    #[test]
+    fn a_groups_fingerprint_follows_its_own_members_only() {
+        let rows = |spy_weight: f64, qqq_weight: f64| -> Vec<Row> {
+            vec![
+                (1, "AAPL".into(), Some(spy_weight), None, None, None),
+                (2, "AAPL".into(), Some(qqq_weight), None, None, None),
+            ]
+        };
+        let build = |rows| {
+            Snapshot::from_rows(
+                1,
+                vec![group(1, "ETF", "SPY"), group(2, "ETF", "QQQ")],
+                rows,
+                Caches::new(10, &CacheCounters::default()),
+            )
+        };
+        let (a, b, c) = (
+            build(rows(6.0, 8.0)),
+            build(rows(6.0, 9.0)),
+            build(rows(6.5, 9.0)),
+        );
+        let spy = |s: &Snapshot| s.fingerprint(s.find(GroupType::Etf, "SPY").expect("SPY"));
+        assert_eq!(spy(&a), spy(&b), "QQQ's load leaves SPY's fingerprint");
+        assert_ne!(spy(&b), spy(&c), "SPY's own reweight changes it");
     }
 }

@@ -38,6 +38,10 @@ pub struct ServerSettings {
     pub cache_capacity: u64,
     /// Origins browsers may call from: `*` or a comma-separated list.
     pub cors_origins: String,
+    /// Most requests one batch (a JSON array posted to `/graphql`) may hold.
+    pub max_batch: usize,
+    /// How long HTTP caches may keep a `GET /graphql` answer (`Cache-Control: max-age`).
+    pub http_max_age: Duration,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +56,8 @@ impl Default for ServerSettings {
             version_check: Duration::ZERO,
             cache_capacity: 50_000,
             cors_origins: "*".to_owned(),
+            max_batch: 20,
+            http_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -78,6 +84,18 @@ pub struct AppState {
     wake: tokio::sync::Notify,
     /// The SQLite database file and its WAL, when the database is an SQLite file.
     sqlite_files: Option<[std::path::PathBuf; 2]>,
+    /// `serve` is setting up an empty database: `/ready` says so, queries wait for it.
+    starting: AtomicBool,
+    /// Load runs already counted in the metrics.
+    runs: tokio::sync::Mutex<RunWatch>,
+}
+
+/// Which load runs the metrics have counted: every run up to `through`, and of the runs after
+/// it the ones still `running` when last seen are in `pending`.
+#[derive(Debug, Default)]
+struct RunWatch {
+    through: i32,
+    pending: std::collections::BTreeSet<i32>,
 }
 
 impl AppState {
@@ -88,6 +106,28 @@ impl AppState {
         config: Config,
         settings: ServerSettings,
     ) -> Result<Arc<Self>, DbErr> {
+        Self::build(db, config, settings, false).await
+    }
+
+    /// State for a server that is about to set up an empty database: `/ready` answers
+    /// "starting" and queries are refused until [`AppState::finish_starting`], and the watchers
+    /// leave the versions the setup commits alone until then.
+    pub async fn starting(
+        db: DatabaseConnection,
+        config: Config,
+        settings: ServerSettings,
+    ) -> Result<Arc<Self>, DbErr> {
+        Self::build(db, config, settings, true).await
+    }
+
+    async fn build(
+        db: DatabaseConnection,
+        config: Config,
+        settings: ServerSettings,
+        starting: bool,
+    ) -> Result<Arc<Self>, DbErr> {
+        // The recorder first: the version served and the cache look-ups count from the start.
+        crate::metrics::handle();
         let counters = CacheCounters::default();
         let empty = Snapshot::empty(Caches::new(0, &counters));
         let sqlite_files = crate::db::sqlite_file(&config.database_url).map(|path| {
@@ -109,10 +149,25 @@ impl AppState {
             last_contact: std::sync::Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             sqlite_files,
+            starting: AtomicBool::new(starting),
+            runs: tokio::sync::Mutex::default(),
         });
+        state.start_counting_runs().await?;
         state.sync_version(true).await?;
         watch(&state);
         Ok(state)
+    }
+
+    /// Whether the server is still setting up an empty database.
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::Acquire)
+    }
+
+    /// Serves what the setup loaded, then ends the starting phase.
+    pub async fn finish_starting(&self) -> Result<(), DbErr> {
+        self.sync_version(false).await?;
+        self.starting.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// The environment served.
@@ -195,7 +250,13 @@ impl AppState {
         if !force {
             let current = loader::store::data_version(&self.db, self.environment()).await;
             self.record_contact(&current);
-            if current? == self.version() {
+            let current = current?;
+            // A run that failed or changed nothing commits no version: look for finished runs
+            // at every read, not only when the version moved.
+            if let Err(e) = self.count_runs().await {
+                tracing::debug!(error = %e, "cannot read the load runs for the metrics");
+            }
+            if current == self.version() {
                 return Ok(false);
             }
         }
@@ -219,6 +280,7 @@ impl AppState {
         // Requests still answering from the old snapshot keep it alive; free its caches now
         // rather than when the last of them ends.
         old.caches.clear();
+        crate::metrics::data_version(version);
         tracing::info!(
             data.version = version,
             snapshot.groups = groups,
@@ -227,6 +289,65 @@ impl AppState {
             "serving a new data version"
         );
         Ok(true)
+    }
+
+    /// Starts counting load runs from now: the runs on record are not this server's to count,
+    /// except the ones still running, which are counted when they finish.
+    async fn start_counting_runs(&self) -> Result<(), DbErr> {
+        use entity::load_run::{Column, Entity};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        let through: Option<i32> = Entity::find()
+            .select_only()
+            .column_as(Column::Id.max(), "through")
+            .filter(Column::Environment.eq(self.environment()))
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .flatten();
+        let running: Vec<i32> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Environment.eq(self.environment()))
+            .filter(Column::State.eq("running"))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut watch = self.runs.lock().await;
+        watch.through = through.unwrap_or(0);
+        watch.pending = running.into_iter().collect();
+        Ok(())
+    }
+
+    /// Counts the load runs that finished since the last look (from this process or another)
+    /// in the metrics, by kind, outcome and duration.
+    async fn count_runs(&self) -> Result<(), DbErr> {
+        use entity::load_run::{Column, Entity};
+        use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+        let mut watch = self.runs.lock().await;
+        let rows = Entity::find()
+            .filter(Column::Environment.eq(self.environment()))
+            .filter(
+                Condition::any()
+                    .add(Column::Id.gt(watch.through))
+                    .add(Column::Id.is_in(watch.pending.iter().copied())),
+            )
+            .order_by_asc(Column::Id)
+            .all(&self.db)
+            .await?;
+        for run in rows {
+            watch.through = watch.through.max(run.id);
+            if run.state == "running" {
+                watch.pending.insert(run.id);
+                continue;
+            }
+            watch.pending.remove(&run.id);
+            let took = run
+                .finished_at
+                .and_then(|end| (end - run.started_at).to_std().ok())
+                .unwrap_or_default();
+            crate::metrics::load_run(&run.kind, &run.state, took);
+        }
+        Ok(())
     }
 
     /// For SQLite: the size and time of the database file and its WAL. Every commit, from any
@@ -270,6 +391,7 @@ fn watch(state: &Arc<AppState>) {
     };
     let weak = Arc::downgrade(state);
     tokio::spawn(poll_versions(weak, poll));
+    tokio::spawn(metrics_upkeep(Arc::downgrade(state)));
     if postgres {
         tokio::spawn(listen_for_loads(Arc::downgrade(state)));
     }
@@ -286,6 +408,10 @@ async fn poll_versions(state: Weak<AppState>, poll: Duration) {
             () = s.wake.notified() => true,
             () = tokio::time::sleep(poll) => false,
         };
+        if s.is_starting() {
+            // The setup's versions are served when it is done (`finish_starting`).
+            continue;
+        }
         let stamp = s.file_stamp();
         let due = woken
             || stamp.is_none()
@@ -303,6 +429,18 @@ async fn poll_versions(state: Weak<AppState>, poll: Duration) {
             // Back off while the database is down; the state may be dropped meanwhile.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Drains the metrics' histograms now and then while the state lives, so their memory stays
+/// bounded however rarely `/metrics` is scraped.
+async fn metrics_upkeep(state: Weak<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if state.upgrade().is_none() {
+            return;
+        }
+        crate::metrics::upkeep();
     }
 }
 

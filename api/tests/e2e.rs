@@ -52,7 +52,7 @@ async fn the_binary_sets_up_an_empty_database_serves_it_and_stops_on_sigterm() {
     let answer: serde_json::Value = client
         .post(format!("http://{addr}/graphql"))
         .json(&serde_json::json!({
-            "query": r#"{ etf(name: "DIA") { memberCount } stock(symbol: "AAPL") { sector universes { name } } }"#
+            "query": r#"{ etf(name: "DIA") { memberCount } stock(symbol: "AAPL") { sectorKey universes { name } } }"#
         }))
         .send()
         .await

@@ -714,3 +714,144 @@ async fn two_loads_never_interleave_even_when_the_server_ends_idle_transactions(
         "data versions follow the order the runs held the lock: {runs:?}"
     );
 }
+
+/// The first JSON log line of a child's stderr that `matches` (`--log-format json`), waiting
+/// for it to be written.
+async fn log_line(
+    child: &mut Running,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let found = child
+            .stderr_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|line| matches(line));
+        if let Some(line) = found {
+            return line;
+        }
+        child.assert_running();
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no such log line: {}",
+            child.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_on_an_empty_database_is_live_but_not_ready_during_setup_then_logs_each_request_with_its_id()
+ {
+    let db = Db::new().await;
+    // Setup's first write waits for the write lock the test holds: setup runs until the test
+    // lets it go on, however fast the machine.
+    let lock = loader::lock::WriteLock::acquire(&db.db, Duration::from_secs(5))
+        .await
+        .expect("the write lock");
+    let stdout = db.dir.path().join("serve.out");
+    let stderr = db.dir.path().join("serve.err");
+    let child = Command::new(env!("CARGO_BIN_EXE_holdgraph"))
+        .args(["--database-url", &db.url])
+        .arg("--definitions-dir")
+        .arg(project().join("definitions"))
+        .arg("--holdings-dir")
+        .arg(project().join("holdings"))
+        .args(["--lock-timeout-ms", "600000", "--log-format", "json"])
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "holdgraph=info")
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("ENVIRONMENT")
+        .env_remove("MAX_BATCH")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start holdgraph");
+    let mut server = Running {
+        child,
+        stdout,
+        stderr,
+    };
+    let message = |line: &serde_json::Value| {
+        line["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let listening = log_line(&mut server, |l| message(l).contains("Listening on http://")).await;
+    let addr = message(&listening)
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address")
+        .to_owned();
+
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+    let health = get("/health").await.expect("health");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let ready = get("/ready").await.expect("ready");
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "starting", "reason": "setup running"})
+    );
+    let query = serde_json::json!({
+        "query": r#"query Dow { etf(name: "DIA") { memberCount } }"#,
+        "operationName": "Dow",
+    });
+    let early = client
+        .post(format!("http://{addr}/graphql"))
+        .json(&query)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(early.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = early.json().await.expect("JSON");
+    assert_eq!(body["code"], "SERVICE_UNAVAILABLE", "{body}");
+    server.assert_running();
+
+    lock.release().await;
+    let started = Instant::now();
+    loop {
+        let status = get("/ready").await.expect("ready").status();
+        if status == reqwest::StatusCode::OK {
+            break;
+        }
+        server.assert_running();
+        assert!(started.elapsed() < PATIENCE, "never ready: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    log_line(&mut server, |l| message(l).contains("serving on http://")).await;
+
+    let answer = client
+        .post(format!("http://{addr}/graphql"))
+        .header("x-request-id", "process-test-7")
+        .json(&query)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("process-test-7")
+    );
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["data"]["etf"]["memberCount"], 30, "{body}");
+    let line = log_line(&mut server, |l| {
+        message(l) == "request" && l["span"]["request_id"] == "process-test-7"
+    })
+    .await;
+    let fields = &line["fields"];
+    assert_eq!(fields["method"], "POST", "{line}");
+    assert_eq!(fields["path"], "/graphql", "{line}");
+    assert_eq!(fields["operation"], "Dow", "{line}");
+    assert_eq!(fields["status"], 200, "{line}");
+    assert!(fields["duration_ms"].as_f64().is_some(), "{line}");
+}

@@ -154,7 +154,7 @@ async fn traversal_results_equal_independent_sql() {
     // AAPL's ETFs and weights, heaviest first.
     let r = gql(
         &router,
-        r#"{ stock(symbol: "aapl") { symbol sector etfs { weight group { name } } } }"#,
+        r#"{ stock(symbol: "aapl") { symbol sectorKey etfs { weight group { name } } } }"#,
         None,
     )
     .await;
@@ -179,7 +179,7 @@ async fn traversal_results_equal_independent_sql() {
     .map(|row| (row.try_get_by_index(0).expect("name"), row.try_get_by_index(1).expect("weight")))
     .collect();
     assert_eq!(got, expected);
-    assert_eq!(r["data"]["stock"]["sector"], "information_technology");
+    assert_eq!(r["data"]["stock"]["sectorKey"], "information_technology");
 
     // SPY's top 25 by weight.
     let r = gql(
@@ -254,12 +254,12 @@ async fn traversal_results_equal_independent_sql() {
     // Back from a membership to its stock and on to that stock's groups.
     let r = gql(
         &router,
-        r#"{ etf(name: "XLE") { members(first: 1) { edges { node { stock { symbol sector universes { name } } } } } } }"#,
+        r#"{ etf(name: "XLE") { members(first: 1) { edges { node { stock { symbol sectorKey universes { name } } } } } } }"#,
         None,
     )
     .await;
     let stock = &r["data"]["etf"]["members"]["edges"][0]["node"]["stock"];
-    assert_eq!(stock["sector"], "energy", "{r}");
+    assert_eq!(stock["sectorKey"], "energy", "{r}");
     assert!(stock["universes"].as_array().is_some_and(|u| !u.is_empty()));
 }
 
@@ -269,7 +269,7 @@ async fn queries_over_the_graph_send_no_statement_to_the_database() {
     let holdings = dataset_holdings();
     setup(&app, &holdings).await;
     let (state, router, statements) = counted_server(&app, &holdings).await;
-    let query = r#"{ stocks(first: 100) { edges { node { symbol sector etfs { weight group { name } } } } } }"#;
+    let query = r#"{ stocks(first: 100) { edges { node { symbol sectorKey etfs { weight group { name } } } } } }"#;
 
     let (sent_before, counted_before) = (statements.load(Ordering::Relaxed), state.queries());
     let r = gql(&router, query, None).await;
@@ -285,7 +285,7 @@ async fn queries_over_the_graph_send_no_statement_to_the_database() {
     let r = gql(
         &router,
         r#"{ etf(name: "IWM") { members(first: 100) { edges { node { symbol
-            stock { sector etfs { weight group { name } } } } } } } }"#,
+            stock { sectorKey etfs { weight group { name } } } } } } } }"#,
         None,
     )
     .await;
@@ -369,8 +369,11 @@ async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
     let holdings = dataset_holdings();
     setup(&app, &holdings).await;
     let (_, router) = server(&app, &holdings, Some(TOKEN)).await;
-    let before = gql(&router, r#"{ stock(symbol: "AAPL") { sector } }"#, None).await;
-    assert_eq!(before["data"]["stock"]["sector"], "information_technology");
+    let before = gql(&router, r#"{ stock(symbol: "AAPL") { sectorKey } }"#, None).await;
+    assert_eq!(
+        before["data"]["stock"]["sectorKey"],
+        "information_technology"
+    );
     let r = gql(
         &router,
         r#"mutation { setStockSector(symbol: "aapl", sector: "Health Care", industry: "Devices") { ok text } }"#,
@@ -380,11 +383,18 @@ async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
     assert_eq!(r["data"]["setStockSector"]["ok"], true, "{r}");
     let after = gql(
         &router,
-        r#"{ stock(symbol: "AAPL") { sector sectorSource industry } }"#,
+        r#"{ stock(symbol: "AAPL") { sectorKey sector { displayName } sectorSource industry } }"#,
         None,
     )
     .await;
-    assert_eq!(after["data"]["stock"]["sector"], "health_care", "{after}");
+    assert_eq!(
+        after["data"]["stock"]["sectorKey"], "health_care",
+        "{after}"
+    );
+    assert_eq!(
+        after["data"]["stock"]["sector"]["displayName"],
+        "Health Care"
+    );
     assert_eq!(after["data"]["stock"]["sectorSource"], "manual");
     assert_eq!(after["data"]["stock"]["industry"], "Devices");
     let bad = gql(
@@ -817,37 +827,53 @@ async fn every_type_field_argument_and_enum_value_has_a_description() {
     assert!(missing.is_empty(), "undocumented: {missing:#?}");
 }
 
+/// Writes a copy of a holdings file without the data line of `symbol`.
+fn without(dir: &std::path::Path, file: &str, symbol: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).expect("holdings file");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{symbol},")))
+        .collect();
+    assert!(kept.len() < text.lines().count(), "{symbol} is in {file}");
+    std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+}
+
 #[tokio::test]
-async fn a_cursor_from_before_a_load_is_refused_rather_than_skipping_or_repeating_members() {
+async fn a_members_cursor_survives_loads_of_other_groups_and_is_stale_once_its_own_group_changed() {
     let app = TestApp::new().await;
     let dir = app.copy_holdings();
     let h = dir.display().to_string();
     setup(&app, &h).await;
     let (_, router) = server(&app, &h, None).await;
-    let page = |after: &str| {
+    let page = |after: &Value| {
         format!(
-            r#"{{ etf(name: "XLE") {{ members(first: 10, orderBy: SYMBOL, after: {after}) {{
-                pageInfo {{ endCursor }} edges {{ node {{ symbol }} }} }} }} }}"#
+            r#"{{ stats {{ dataVersion }} etf(name: "SPY") {{ memberCount members(first: 10, after: {after}) {{
+                pageInfo {{ endCursor }} edges {{ node {{ symbol weight }} }} }} }} }}"#
         )
     };
-    let first = gql(&router, &page("null"), None).await;
+    let first = gql(&router, &page(&Value::Null), None).await;
     let cursor = first["data"]["etf"]["members"]["pageInfo"]["endCursor"].clone();
-    let second = gql(&router, &page(&cursor.to_string()), None).await;
+    let second = gql(&router, &page(&cursor), None).await;
+    let edges = |r: &Value| r["data"]["etf"]["members"]["edges"].clone();
     assert_eq!(
-        second["data"]["etf"]["members"]["edges"]
-            .as_array()
-            .map(Vec::len),
+        edges(&second).as_array().map(Vec::len),
         Some(10),
         "{second}"
     );
+    let stocks_cursor = gql(
+        &router,
+        "{ stocks(first: 5) { pageInfo { endCursor } } }",
+        None,
+    )
+    .await["data"]["stocks"]["pageInfo"]["endCursor"]
+        .clone();
+    let stocks_after =
+        format!(r#"{{ stocks(first: 5, after: {stocks_cursor}) {{ nodes {{ symbol }} }} }}"#);
+    let stocks_page = gql(&router, &stocks_after, None).await;
 
-    // A load removes the first member: every later position moves up by one.
-    let path = dir.join("xle_holdings.csv");
-    let text = std::fs::read_to_string(&path).expect("xle");
-    let mut lines = text.lines();
-    let header = lines.next().expect("header");
-    let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
-    std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    // A load of another ETF: a new data version, SPY untouched.
+    without(&dir, "xle_holdings.csv", "XOM");
     let out = app
         .run(&[
             "--holdings-dir",
@@ -859,18 +885,52 @@ async fn a_cursor_from_before_a_load_is_refused_rather_than_skipping_or_repeatin
         ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    // Once the server serves the load, the old cursor is refused.
-    let (stale, _) = eventually(&router, &page(&cursor.to_string()), |r| {
-        !r["errors"].is_null()
+    let (served, _) = eventually(&router, r#"{ etf(name: "XLE") { memberCount } }"#, |r| {
+        r["data"]["etf"]["memberCount"] == 21
     })
     .await;
-    assert_eq!(code(&stale), "BAD_USER_INPUT", "{stale}");
+    assert_eq!(served["data"]["etf"]["memberCount"], 21, "{served}");
+    let again = gql(&router, &page(&cursor), None).await;
+    assert!(again["errors"].is_null(), "{again}");
+    assert_ne!(
+        again["data"]["stats"]["dataVersion"], second["data"]["stats"]["dataVersion"],
+        "a load was served"
+    );
+    assert_eq!(
+        edges(&again),
+        edges(&second),
+        "the same page as before the load"
+    );
+    // Top-level stock cursors are keys, valid across loads too.
+    let r = gql(&router, &stocks_after, None).await;
+    assert_eq!(r["data"], stocks_page["data"], "{r}");
+
+    // A load of SPY itself: its old cursors are refused, with the reason.
+    let last = edges(&second)[9]["node"]["symbol"]
+        .as_str()
+        .expect("symbol")
+        .to_owned();
+    without(&dir, "spy_holdings.csv", &last);
+    let out = app
+        .run(&[
+            "--holdings-dir",
+            &h,
+            "load-etf-holdings",
+            "--etf",
+            "SPY",
+            "--force",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (stale, _) = eventually(&router, &page(&cursor), |r| !r["errors"].is_null()).await;
+    assert_eq!(code(&stale), "STALE_CURSOR", "{stale}");
     assert!(
         stale["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("start again")),
+            .is_some_and(|m| m.contains("ETF SPY changed since") && m.contains("start again")),
         "{stale}"
     );
-    let again = gql(&router, &page("null"), None).await;
-    assert!(again["errors"].is_null(), "{again}");
+    let fresh = gql(&router, &page(&Value::Null), None).await;
+    assert!(fresh["errors"].is_null(), "{fresh}");
+    assert_eq!(fresh["data"]["etf"]["memberCount"], 502, "{fresh}");
 }

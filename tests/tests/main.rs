@@ -2,8 +2,10 @@
 
 mod browser;
 mod graphql;
+mod http;
 mod international;
 mod load;
 mod pipeline;
+mod search;
 mod serving;
 mod writes;

@@ -316,7 +316,7 @@ async fn with_the_database_down_queries_are_answered_ready_says_503_and_it_recov
     assert_ne!(url, app.url, "the test database is on 127.0.0.1:5432");
     let db = holdgraph::db::connect(&url).await.expect("connect");
     let (_, router) = server_on(&app, db, &holdings, Some(TOKEN)).await;
-    let query = r#"{ stats { dataVersion } stock(symbol: "AAPL") { sector etfs { weight } } }"#;
+    let query = r#"{ stats { dataVersion } stock(symbol: "AAPL") { sectorKey etfs { weight } } }"#;
     let before = gql(&router, query, None).await;
     assert!(before["errors"].is_null(), "{before}");
     let ready = || Request::get("/ready").body(Body::empty()).expect("request");

@@ -329,7 +329,7 @@ fn mix() -> Vec<(&'static str, String)> {
         out.push((
             "stock with its ETFs",
             format!(
-                r#"{{ stock(symbol: "{}") {{ symbol name sector etfs {{ weight group {{ name }} }} }} }}"#,
+                r#"{{ stock(symbol: "{}") {{ symbol name sectorKey etfs {{ weight group {{ name }} }} }} }}"#,
                 stocks[i]
             ),
         ));

@@ -1,5 +1,6 @@
 //! `serve`: the GraphQL server. On an empty database it runs `setup` first, so a fresh
-//! machine serves real data.
+//! machine serves real data; the port is open meanwhile, `/health` answering and `/ready`
+//! saying the server is starting, so an orchestrator sees a live process that is not ready.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +50,14 @@ pub struct ServeArgs {
     /// Entries the analytics cache (overlaps, exposures) holds at most per data version.
     #[arg(long, env = "CACHE_CAPACITY", default_value_t = 50_000)]
     pub cache_capacity: u64,
+    /// Most requests one batch (a JSON array posted to /graphql) may hold; a larger batch is
+    /// refused with BATCH_TOO_LARGE.
+    #[arg(long, env = "MAX_BATCH", default_value_t = 20)]
+    pub max_batch: usize,
+    /// Seconds HTTP caches may keep a GET /graphql answer (`Cache-Control: public,
+    /// max-age=N`); its ETag lets them revalidate after that.
+    #[arg(long, env = "CACHE_MAX_AGE_SECS", default_value_t = 5)]
+    pub cache_max_age_secs: u64,
 }
 
 impl ServeArgs {
@@ -64,31 +73,61 @@ impl ServeArgs {
             version_check: Duration::from_millis(self.version_check_ms),
             cache_capacity: self.cache_capacity,
             cors_origins: self.cors_origins.clone(),
+            max_batch: self.max_batch,
+            http_max_age: Duration::from_secs(self.cache_max_age_secs),
         }
     }
 }
 
+/// Binds the address, then on an empty database runs setup while `/health` and `/ready`
+/// answer (the rest waits for it), then serves until Ctrl-C or SIGTERM.
 pub async fn run(
     args: &ServeArgs,
     config: &Config,
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    if loader::graph::groups(db, &config.environment, None)
+    let empty = loader::graph::groups(db, &config.environment, None)
         .await?
-        .is_empty()
-    {
-        io.notice(format_args!(
-            "The database is empty: running setup on {}",
-            config.holdings_dir.display()
-        ))?;
-        setup::run(&setup::SetupArgs::default(), config, db, io).await?;
-    }
-    let state = AppState::new(db.clone(), config.clone(), args.settings()).await?;
+        .is_empty();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
+    let state = if empty {
+        AppState::starting(db.clone(), config.clone(), args.settings()).await?
+    } else {
+        AppState::new(db.clone(), config.clone(), args.settings()).await?
+    };
+    let mut server = tokio::spawn(crate::serve::serve(
+        listener,
+        state.clone(),
+        crate::serve::shutdown_signal(),
+    ));
+    if empty {
+        io.notice(format_args!(
+            "The database is empty: running setup on {}",
+            config.holdings_dir.display()
+        ))?;
+        // Not "serving on": scripts wait for that line to send queries.
+        io.notice(format_args!(
+            "Listening on http://{addr} during setup: /health answers, /ready says starting"
+        ))?;
+        io.out.flush()?;
+        let setup_args = setup::SetupArgs::default();
+        let setup = setup::run(&setup_args, config, db, io);
+        tokio::select! {
+            done = setup => {
+                done?;
+                state.finish_starting().await?;
+            }
+            // Stopped (Ctrl-C, SIGTERM) during setup: the load in progress rolls back.
+            stopped = &mut server => {
+                stopped.context("the server task failed")??;
+                return Ok(Exit::Success);
+            }
+        }
+    }
     io.notice(format_args!(
         "Holdings Graph serving on http://{addr} (GraphiQL at /, API at /graphql)"
     ))?;
@@ -96,6 +135,6 @@ pub async fn run(
         io.notice("Admin mutations and /admin/* are disabled (set --admin-token or ADMIN_TOKEN)")?;
     }
     io.out.flush()?;
-    crate::serve::serve(listener, state, crate::serve::shutdown_signal()).await?;
+    server.await.context("the server task failed")??;
     Ok(Exit::Success)
 }

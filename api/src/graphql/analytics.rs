@@ -14,7 +14,8 @@ use super::dataloader::{RunById, RunLoader};
 use super::error::{bad_input, internal};
 use super::group::{Group, resolve_reference};
 use super::membership::Membership;
-use super::{page_size, snapshot, state};
+use super::stock::Stock;
+use super::{page_size, round_sum, snapshot, state};
 use crate::cache::{Analytics, CacheStat};
 
 /// Two groups' common holdings.
@@ -27,11 +28,11 @@ pub struct Overlap {
     /// Symbols in both.
     pub common: usize,
     /// Σ min(weight in a, weight in b) over common symbols: the share of a portfolio that is
-    /// held by both (percent); null for unweighted groups.
+    /// held by both (percent, rounded to six decimals); null for unweighted groups.
     pub overlap_weight: Option<f64>,
-    /// Share of a's weight (or members) that b also holds, percent.
+    /// Share of a's weight (or members) that b also holds, percent (six decimals).
     pub a_coverage: f64,
-    /// Share of b's weight (or members) that a also holds, percent.
+    /// Share of b's weight (or members) that a also holds, percent (six decimals).
     pub b_coverage: f64,
     /// The common holdings, heaviest overlap first.
     pub holdings: Vec<OverlapHolding>,
@@ -39,9 +40,13 @@ pub struct Overlap {
 
 /// One holding two groups share.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct OverlapHolding {
     /// The holding's symbol.
     pub symbol: String,
+    /// The stock, by index in the snapshot the overlap was computed from (the request's).
+    #[graphql(skip)]
+    pub stock: u32,
     /// Its weight in `a` (percent); null when `a` gives none.
     pub weight_a: Option<f64>,
     /// Its weight in `b` (percent); null when `b` gives none.
@@ -57,15 +62,41 @@ pub enum ExposureBy {
     Theme,
 }
 
+#[ComplexObject]
+impl OverlapHolding {
+    /// The stock held, with its name and sector.
+    async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<Stock> {
+        Ok(Stock::new(snapshot(ctx)?, self.stock))
+    }
+}
+
 /// A group's exposure to one sector or theme.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Exposure {
     /// The sector or theme key.
     pub key: String,
+    /// The sector's or theme's display name (`Information Technology`); the key when it has
+    /// none.
+    pub display_name: String,
     /// Members in it.
     pub members: usize,
-    /// Their summed weight (percent); null for unweighted groups.
+    /// Their summed weight (percent, rounded to the providers' precision: six decimals); null
+    /// for unweighted groups.
     pub weight: Option<f64>,
+    /// The sector or theme group, by index in the request's snapshot; `None` for `unknown`
+    /// when no such sector is stored.
+    #[graphql(skip)]
+    pub group: Option<u32>,
+}
+
+#[ComplexObject]
+impl Exposure {
+    /// The sector or theme itself; null only for `unknown` when no such sector is stored.
+    async fn group(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Group>> {
+        let snap = snapshot(ctx)?;
+        Ok(self.group.map(|g| Group::new(snap, g)))
+    }
 }
 
 /// A membership change a load recorded.
@@ -474,6 +505,7 @@ fn compute_overlap(ga: &Group, gb: &Group) -> Overlap {
         .filter_map(|m| {
             Some(OverlapHolding {
                 symbol: snap.symbol_of(m).to_string(),
+                stock: m.stock,
                 weight_a: m.weight,
                 weight_b: *wb.get(&m.stock)?,
             })
@@ -496,9 +528,9 @@ fn compute_overlap(ga: &Group, gb: &Group) -> Overlap {
     let common_b: f64 = holdings.iter().filter_map(|h| h.weight_b).sum();
     let common = holdings.len();
     Overlap {
-        overlap_weight: weighted.then(|| holdings.iter().map(min).sum()),
-        a_coverage: coverage(a, common_a, common),
-        b_coverage: coverage(b, common_b, common),
+        overlap_weight: weighted.then(|| round_sum(holdings.iter().map(min).sum())),
+        a_coverage: round_sum(coverage(a, common_a, common)),
+        b_coverage: round_sum(coverage(b, common_b, common)),
         common,
         holdings,
         a: ga.clone(),
@@ -513,33 +545,41 @@ fn compute_exposure(g: &Group, by: ExposureBy) -> Vec<Exposure> {
         ExposureBy::Sector => GroupType::Sector,
         ExposureBy::Theme => GroupType::Theme,
     };
-    let mut rows: BTreeMap<&str, (usize, Option<f64>)> = BTreeMap::new();
+    // By key: (group index, members, summed weight).
+    let mut rows: BTreeMap<&str, (Option<u32>, usize, Option<f64>)> = BTreeMap::new();
     for m in &group.members {
         let stock = snap.stock_at(m.stock);
-        let mut keys: Vec<&str> = stock
+        let mut keys: Vec<(&str, Option<u32>)> = stock
             .memberships
             .iter()
-            .map(|at| snap.group(at.group))
-            .filter(|x| x.kind == want)
-            .map(|x| x.model.name.as_str())
+            .filter(|at| snap.group(at.group).kind == want)
+            .map(|at| (snap.group(at.group).model.name.as_str(), Some(at.group)))
             .collect();
         if keys.is_empty() && want == GroupType::Sector {
-            keys.push("unknown");
+            keys.push(("unknown", snap.find(GroupType::Sector, "unknown")));
         }
-        for key in keys {
-            let row = rows.entry(key).or_insert((0, None));
-            row.0 += 1;
+        for (key, index) in keys {
+            let row = rows.entry(key).or_insert((index, 0, None));
+            row.1 += 1;
             if let Some(w) = m.weight {
-                row.1 = Some(row.1.unwrap_or(0.0) + w);
+                row.2 = Some(row.2.unwrap_or(0.0) + w);
             }
         }
     }
     let mut out: Vec<Exposure> = rows
         .into_iter()
-        .map(|(key, (members, weight))| Exposure {
+        .map(|(key, (index, members, weight))| Exposure {
             key: key.to_owned(),
+            display_name: index
+                .and_then(|g| {
+                    snap.group(g).model.metadata.as_ref()?["display_name"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| key.to_owned()),
             members,
-            weight,
+            weight: weight.map(round_sum),
+            group: index,
         })
         .collect();
     out.sort_by(|x, y| {

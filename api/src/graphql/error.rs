@@ -6,6 +6,8 @@ use async_graphql::{Error, ErrorExtensions};
 /// The codes clients can rely on.
 pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    /// A cursor into a group whose members changed since it was made.
+    pub const STALE_CURSOR: &str = "STALE_CURSOR";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const FORBIDDEN: &str = "FORBIDDEN";

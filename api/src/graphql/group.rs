@@ -1,14 +1,18 @@
-//! `Group`: an ETF, sector, theme or universe, with its members as a paged connection.
+//! `Group`: an ETF, sector, theme or universe, with its members as a paged connection; the
+//! `group`, `groups` and per-type look-ups.
 
+use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object};
 use entity::GroupType;
 
+use super::connection::{Cursor, connection, page, stale};
 use super::error::{bad_input, code, coded};
 use super::membership::Membership;
-use super::{Cursors, PageInfo, page_size, snapshot};
+use super::node::GlobalId;
+use super::{page_size, snapshot};
 use crate::snapshot::{At, Snapshot};
 
 /// The kind of a group.
@@ -57,6 +61,35 @@ pub enum MemberOrder {
     Symbol,
 }
 
+/// How `groups` are ordered.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum GroupOrder {
+    /// By type (ETF, SECTOR, THEME, UNIVERSE), then by name (key).
+    #[default]
+    Name,
+    /// Most members first, then by type and name.
+    MemberCount,
+}
+
+impl GroupOrder {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "NAME",
+            Self::MemberCount => "MEMBER_COUNT",
+        }
+    }
+}
+
+/// Which groups `groups` lists (every condition given must hold).
+#[derive(InputObject, Default)]
+pub struct GroupFilter {
+    /// Groups whose name (key), display name or fund name contains this text, any case
+    /// (`tech` finds `information_technology` and XLK's "Technology Select Sector SPDR").
+    pub name: Option<String>,
+    /// Groups whose description or fund name contains this text, any case.
+    pub description: Option<String>,
+}
+
 /// An ETF, sector, theme or universe.
 #[derive(Clone)]
 pub struct Group {
@@ -75,31 +108,36 @@ impl Group {
     }
 }
 
-/// A page of members.
-#[derive(SimpleObject)]
-pub struct MembershipConnection {
-    /// Members matching `minWeight`, all pages together.
-    pub total_count: usize,
-    /// Whether more pages follow, and the cursor to ask for the next.
-    pub page_info: PageInfo,
-    /// This page's members.
-    pub edges: Vec<MembershipEdge>,
-}
+connection!(
+    MembershipConnection,
+    MembershipEdge,
+    Membership,
+    "A page of a group's members.",
+    "A membership and its cursor.",
+    "Members matching `minWeight`, all pages together."
+);
 
-/// A membership and its cursor.
-#[derive(SimpleObject)]
-pub struct MembershipEdge {
-    /// Pass as `after` to continue after this member (in the same order and filter).
-    pub cursor: String,
-    /// The membership.
-    pub node: Membership,
-}
+connection!(
+    GroupConnection,
+    GroupEdge,
+    Group,
+    "A page of groups.",
+    "A group and its cursor.",
+    "Groups matching the type and filter, all pages together."
+);
 
 /// An ETF, sector, theme or universe, with its members.
 #[Object]
 impl Group {
-    /// The group's id.
-    async fn id(&self) -> i32 {
+    /// The global id (`Node`): opaque, the same across loads; `node(id:)` finds the group
+    /// again. (The database row id, which this field gave before, is `databaseId`.)
+    pub async fn id(&self) -> ID {
+        let data = self.data();
+        GlobalId::Group(data.kind, data.model.name.clone()).encode()
+    }
+
+    /// The group's row id in the database (`definition_groups.id`).
+    async fn database_id(&self) -> i32 {
         self.data().model.id
     }
 
@@ -134,9 +172,10 @@ impl Group {
         self.data().members.len()
     }
 
-    /// The sum of the members' weights; null when no member has a weight.
+    /// The sum of the members' weights (percent), rounded to the providers' precision (six
+    /// decimals); null when no member has a weight.
     async fn total_weight(&self) -> Option<f64> {
-        self.data().total_weight
+        self.data().total_weight.map(super::round_sum)
     }
 
     /// The members, paged: ordered by weight (heaviest first) or by symbol, optionally only
@@ -146,14 +185,30 @@ impl Group {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size (default 25).")] first: Option<i32>,
-        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+        #[graphql(
+            desc = "The `endCursor` of the previous page. It stays valid while this group's own \
+                    members and weights are unchanged, whatever loads of other groups do; \
+                    once a load changed this group it is refused with STALE_CURSOR."
+        )]
+        after: Option<String>,
         #[graphql(desc = "Order of the members.", default)] order_by: MemberOrder,
         #[graphql(desc = "Only members weighing at least this (percent).")] min_weight: Option<f64>,
     ) -> async_graphql::Result<MembershipConnection> {
         let size = page_size(ctx, first, 25)?;
-        let cursors = Cursors::of(ctx)?;
-        let offset = cursors.after(after.as_deref())?;
         let group = self.data();
+        let list = format!("members:{}:{}", group.kind, group.model.name);
+        let order_name = match order_by {
+            MemberOrder::Weight => "WEIGHT",
+            MemberOrder::Symbol => "SYMBOL",
+        };
+        let cursor = Cursor::decode(after.as_deref(), &list, order_name)?;
+        let fingerprint = self.snap.fingerprint(self.index);
+        if cursor
+            .as_ref()
+            .is_some_and(|c| c.fingerprint != Some(fingerprint))
+        {
+            return Err(stale(&format!("{} {}", group.kind, group.model.name)));
+        }
         let keep = |i: &u32| {
             min_weight.is_none_or(|min| group.members[*i as usize].weight.is_some_and(|w| w >= min))
         };
@@ -164,17 +219,45 @@ impl Group {
                 .collect(),
             MemberOrder::Symbol => group.by_symbol.iter().copied().filter(keep).collect(),
         };
-        let (range, page_info) = cursors.page(order.len(), offset, size);
-        let edges = order[range.clone()]
-            .iter()
-            .zip(range)
-            .map(|(&member, i)| MembershipEdge {
-                cursor: cursors.at(i),
+        let member = |i: u32| &group.members[i as usize];
+        let symbol = |i: u32| &**self.snap.symbol_of(member(i));
+        // The members are sorted by their key, and the group is as the cursor saw it: the
+        // next page starts after the cursor's key.
+        let start = cursor.map_or(0, |c| match order_by {
+            MemberOrder::Weight => {
+                let weight = c.number.map(f64::from_bits);
+                order.partition_point(|&i| {
+                    loader::graph::heavier_first(member(i).weight, weight)
+                        .then_with(|| symbol(i).cmp(c.key.as_str()))
+                        != Ordering::Greater
+                })
+            }
+            MemberOrder::Symbol => order.partition_point(|&i| symbol(i) <= c.key.as_str()),
+        });
+        let cursor_at = |at: usize| {
+            let i = order[at];
+            Cursor {
+                list: list.clone(),
+                order: order_name.to_owned(),
+                fingerprint: Some(fingerprint),
+                number: match order_by {
+                    MemberOrder::Weight => member(i).weight.map(f64::to_bits),
+                    MemberOrder::Symbol => None,
+                },
+                text: None,
+                key: symbol(i).to_owned(),
+            }
+            .encode()
+        };
+        let (range, page_info) = page(order.len(), start, size, cursor_at);
+        let edges = range
+            .map(|at| MembershipEdge {
+                cursor: cursor_at(at),
                 node: Membership::new(
                     self.snap.clone(),
                     At {
                         group: self.index,
-                        member,
+                        member: order[at],
                     },
                 ),
             })
@@ -255,17 +338,6 @@ pub(crate) fn members_of_reference(
         .collect())
 }
 
-/// A page of groups.
-#[derive(SimpleObject)]
-pub struct GroupConnection {
-    /// Groups of the type, all pages together.
-    pub total_count: usize,
-    /// Whether more pages follow, and the cursor to ask for the next.
-    pub page_info: PageInfo,
-    /// This page's groups.
-    pub nodes: Vec<Group>,
-}
-
 /// Group look-ups.
 #[derive(Default)]
 pub struct GroupQuery;
@@ -295,27 +367,86 @@ impl GroupQuery {
         one(ctx, kind.into(), &name)
     }
 
-    /// Groups of one type (or all), ordered by type and name, paged.
+    /// Groups of one type (or all), filtered by name or description, ordered by name or by
+    /// member count, paged.
+    #[graphql(complexity = "first.unwrap_or(100).max(0) as usize * child_complexity")]
     async fn groups(
         &self,
         ctx: &Context<'_>,
         #[graphql(name = "type", desc = "Only groups of this type (default every type).")]
         kind: Option<GroupKind>,
+        #[graphql(desc = "Which groups (default all).")] filter: Option<GroupFilter>,
+        #[graphql(desc = "Order of the groups.", default)] order_by: GroupOrder,
         #[graphql(desc = "Page size (default 100).")] first: Option<i32>,
-        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+        #[graphql(
+            desc = "The `endCursor` of the previous page: the last group's key, valid across \
+                    loads (the next page starts after it in the data served then)."
+        )]
+        after: Option<String>,
     ) -> async_graphql::Result<GroupConnection> {
         let size = page_size(ctx, first, 100)?;
-        let cursors = Cursors::of(ctx)?;
-        let offset = cursors.after(after.as_deref())?;
         let snap = snapshot(ctx)?;
-        let list: Vec<u32> = snap.list(kind.map(GroupType::from)).collect();
-        let (range, page_info) = cursors.page(list.len(), offset, size);
+        let cursor = Cursor::decode(after.as_deref(), "groups", order_by.as_str())?;
+        let filter = filter.unwrap_or_default();
+        let index = (filter.name.is_some() || filter.description.is_some()).then(|| snap.search());
+        // In (type, name) order, as the snapshot keeps them.
+        let mut list: Vec<u32> = snap
+            .list(kind.map(GroupType::from))
+            .filter(|&g| {
+                index.is_none_or(|ix| {
+                    ix.group_matches(g, filter.name.as_deref(), filter.description.as_deref())
+                })
+            })
+            .collect();
+        let count = |g: u32| snap.group(g).members.len() as u64;
+        let named = |g: u32| {
+            let data = snap.group(g);
+            (data.kind, data.model.name.as_str())
+        };
+        if order_by == GroupOrder::MemberCount {
+            // Stable: ties stay in (type, name) order.
+            list.sort_by_key(|&g| Reverse(count(g)));
+        }
+        let start = match cursor {
+            None => 0,
+            Some(c) => {
+                let kind: GroupType = c
+                    .text
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| bad_input("this cursor names no group type"))?;
+                let at = (kind, c.key.as_str());
+                match order_by {
+                    GroupOrder::Name => list.partition_point(|&g| named(g) <= at),
+                    GroupOrder::MemberCount => {
+                        let n = Reverse(c.number.unwrap_or(0));
+                        list.partition_point(|&g| (Reverse(count(g)), named(g)) <= (n, at))
+                    }
+                }
+            }
+        };
+        let cursor_at = |at: usize| {
+            let g = list[at];
+            let (kind, name) = named(g);
+            Cursor {
+                list: "groups".to_owned(),
+                order: order_by.as_str().to_owned(),
+                fingerprint: None,
+                number: (order_by == GroupOrder::MemberCount).then(|| count(g)),
+                text: Some(kind.as_str().to_owned()),
+                key: name.to_owned(),
+            }
+            .encode()
+        };
+        let (range, page_info) = page(list.len(), start, size, cursor_at);
         Ok(GroupConnection {
             total_count: list.len(),
             page_info,
-            nodes: list[range]
-                .iter()
-                .map(|&i| Group::new(snap.clone(), i))
+            edges: range
+                .map(|at| GroupEdge {
+                    cursor: cursor_at(at),
+                    node: Group::new(snap.clone(), list[at]),
+                })
                 .collect(),
         })
     }

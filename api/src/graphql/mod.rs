@@ -4,11 +4,15 @@
 //! the database, through the request's dataloader.
 
 pub mod analytics;
+pub mod connection;
 pub mod dataloader;
 pub mod error;
 pub mod group;
 pub mod membership;
 pub mod mutation;
+pub mod node;
+mod opaque;
+pub mod search;
 pub mod stock;
 
 use std::sync::Arc;
@@ -27,6 +31,8 @@ use error::internal;
 pub struct Query(
     stock::StockQuery,
     group::GroupQuery,
+    search::SearchQuery,
+    node::NodeQuery,
     analytics::AnalyticsQuery,
 );
 
@@ -197,7 +203,9 @@ pub fn seen_before(query: &str) -> bool {
 /// so the executor reports the error.
 async fn parsed(query: &str) -> Option<ExecutableDocument> {
     let cache = documents();
-    if let Some(doc) = cache.get(query).await {
+    let found = cache.get(query).await;
+    crate::metrics::cache_lookup("document", found.is_some());
+    if let Some(doc) = found {
         return Some((*doc).clone());
     }
     let doc = async_graphql::parser::parse_query(query).ok()?;
@@ -241,72 +249,10 @@ pub(crate) fn page_size(
     }
 }
 
-/// Cursors of one data version. A cursor is a position in an ordered list (`v7o24`: the 25th
-/// item at version 7); after a load the same position may hold another item, so a cursor from
-/// another version is refused rather than silently skipping or repeating items.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Cursors {
-    version: i64,
-}
-
-impl Cursors {
-    /// The cursors of the version this request answers from.
-    pub(crate) fn of(ctx: &Context<'_>) -> async_graphql::Result<Self> {
-        Ok(Self {
-            version: snapshot(ctx)?.version,
-        })
-    }
-
-    /// The offset of the item after the `after` cursor (0 without one).
-    pub(crate) fn after(&self, after: Option<&str>) -> async_graphql::Result<usize> {
-        let Some(c) = after else {
-            return Ok(0);
-        };
-        let (version, offset) = c
-            .strip_prefix('v')
-            .and_then(|rest| rest.split_once('o'))
-            .and_then(|(v, o)| Some((v.parse::<i64>().ok()?, o.parse::<usize>().ok()?)))
-            .ok_or_else(|| error::bad_input(format!("{c:?} is not a cursor from this API")))?;
-        if version != self.version {
-            return Err(error::bad_input(format!(
-                "the data changed since cursor {c:?} was made (a load committed): \
-                 start again without `after`"
-            )));
-        }
-        Ok(offset + 1)
-    }
-
-    /// The cursor of the item at `offset`.
-    pub(crate) fn at(&self, offset: usize) -> String {
-        format!("v{}o{offset}", self.version)
-    }
-
-    /// The slice of `len` items a page covers, and its page info.
-    pub(crate) fn page(
-        &self,
-        len: usize,
-        offset: usize,
-        size: usize,
-    ) -> (std::ops::Range<usize>, PageInfo) {
-        let start = offset.min(len);
-        let end = (start + size).min(len);
-        let info = PageInfo {
-            has_next_page: end < len,
-            end_cursor: (end > start).then(|| self.at(end - 1)),
-        };
-        (start..end, info)
-    }
-}
-
-/// Paging information of a connection.
-#[derive(async_graphql::SimpleObject, Clone, Debug)]
-pub struct PageInfo {
-    /// Whether more items follow this page.
-    pub has_next_page: bool,
-    /// The cursor of the last item of this page (pass it as `after`); null for an empty page.
-    /// It is valid until the next load: a cursor from older data is refused (BAD_USER_INPUT),
-    /// never read as a position in the new data.
-    pub end_cursor: Option<String>,
+/// A sum of weights rounded to the providers' precision (six decimals), so float noise from
+/// adding (`99.84389500000009`) does not reach clients (`99.843895`).
+pub(crate) fn round_sum(sum: f64) -> f64 {
+    (sum * 1e6).round() / 1e6
 }
 
 #[cfg(test)]
@@ -314,33 +260,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cursor_leads_to_the_next_item_at_its_own_version_only() {
-        let v3 = Cursors { version: 3 };
-        assert_eq!(v3.after(None).ok(), Some(0));
-        assert_eq!(v3.after(Some(&v3.at(24))).ok(), Some(25));
-        let v4 = Cursors { version: 4 };
-        let stale = v4.after(Some(&v3.at(24))).err().map(|e| e.message);
-        assert!(stale.is_some_and(|m| m.contains("start again")));
-        for junk in ["", "o24", "v3o", "v3x24", "vxo1", "v3o-1"] {
-            assert!(v3.after(Some(junk)).is_err(), "{junk:?} is refused");
-        }
-    }
-
-    #[test]
-    fn pages_cover_every_item_once() {
-        let c = Cursors { version: 1 };
-        let (mut offset, mut seen) = (0, Vec::new());
-        loop {
-            let (range, info) = c.page(10, offset, 4);
-            seen.extend(range);
-            if !info.has_next_page {
-                assert!(info.end_cursor.is_some());
-                break;
-            }
-            offset = c.after(info.end_cursor.as_deref()).unwrap_or(usize::MAX);
-        }
-        assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        let (range, info) = c.page(10, 10, 4);
-        assert!(range.is_empty() && info.end_cursor.is_none() && !info.has_next_page);
+    fn sums_are_rounded_to_six_decimals() {
+        assert_eq!(round_sum(99.843_895_000_000_09), 99.843_895);
+        assert_eq!(round_sum(12.678_167), 12.678_167);
+        assert_eq!(round_sum(0.0), 0.0);
     }
 }

@@ -1,15 +1,19 @@
 //! `Stock`: a symbol that appears in any membership, with its sector, ETFs, themes and
-//! universes.
+//! universes; the `stock` and `stocks` look-ups.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object};
 use entity::GroupType;
 use loader::symbol::Symbol;
 
+use super::connection::{Cursor, connection, page};
+use super::error::{code, coded};
 use super::group::{Group, GroupKind};
 use super::membership::Membership;
-use super::{Cursors, PageInfo, page_size, snapshot};
+use super::node::GlobalId;
+use super::{page_size, snapshot};
 use crate::snapshot::Snapshot;
 
 /// A stock: any symbol held by an ETF or listed in a universe or theme.
@@ -38,22 +42,36 @@ impl Stock {
     }
 }
 
-/// A stock: any symbol held by an ETF or listed in a universe or theme. Its sector, name and
+/// A stock: any symbol held by an ETF or listed in a universe or theme. Its sector and
 /// industry come from its one `SECTOR` membership.
 #[Object]
 impl Stock {
+    /// The global id (`Node`): opaque, the same across loads; `node(id:)` finds the stock
+    /// again.
+    pub async fn id(&self) -> ID {
+        GlobalId::Stock(self.data().symbol.to_string()).encode()
+    }
+
     /// The normalised symbol (`BRK.B`).
     async fn symbol(&self) -> &str {
         &self.data().symbol
     }
 
-    /// The name shown for the stock (see `build-stock-metadata`); null when no file names it.
+    /// The stock's current name: the one the most recently loaded files give it (a company
+    /// renamed in the latest files shows its new name), in its best spelling (mixed case over
+    /// capitals); null when no file names it.
     async fn name(&self) -> Option<&str> {
         self.data().name.as_deref()
     }
 
-    /// The sector key (`information_technology`), `unknown` when the stock has none.
-    async fn sector(&self) -> &str {
+    /// The stock's sector, with its display name; null before enrichment gave it one.
+    async fn sector(&self) -> Option<Group> {
+        self.data().sector.map(|g| Group::new(self.snap.clone(), g))
+    }
+
+    /// The sector's key (`information_technology`), `unknown` when the stock has none (what
+    /// `sector` answered before it led to the sector group).
+    async fn sector_key(&self) -> &str {
         self.data()
             .sector
             .map_or("unknown", |g| self.snap.group(g).model.name.as_str())
@@ -107,33 +125,64 @@ impl Stock {
     }
 }
 
-/// Which stocks `stocks` lists.
+/// Which stocks `stocks` lists (every condition given must hold).
 #[derive(InputObject, Default)]
 pub struct StockFilter {
     /// Symbols starting with this text (any case).
     pub symbol_prefix: Option<String>,
     /// Members of this group, written like `symbols` takes them (`SPY`, `nasdaq100`).
     pub group: Option<String>,
+    /// Names containing this text (any case): `apple` finds Apple Inc. and Apple Hospitality.
+    pub name: Option<String>,
+    /// Stocks of this sector, by key or display name in any case (`information_technology`,
+    /// `Information Technology`).
+    pub sector: Option<String>,
 }
 
-/// A page of stocks.
-#[derive(SimpleObject)]
-pub struct StockConnection {
-    /// Stocks matching the filter, all pages together.
-    pub total_count: usize,
-    /// Whether more pages follow, and the cursor to ask for the next.
-    pub page_info: PageInfo,
-    /// This page's stocks.
-    pub edges: Vec<StockEdge>,
+/// How `stocks` are ordered.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum StockOrder {
+    /// By symbol.
+    #[default]
+    Symbol,
+    /// By name (any case), stocks without a name last, then by symbol.
+    Name,
+    /// Held by the most ETFs first, then by symbol.
+    EtfCount,
 }
 
-/// A stock and its cursor.
-#[derive(SimpleObject)]
-pub struct StockEdge {
-    /// Pass as `after` to continue after this stock.
-    pub cursor: String,
-    /// The stock.
-    pub node: Stock,
+impl StockOrder {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Symbol => "SYMBOL",
+            Self::Name => "NAME",
+            Self::EtfCount => "ETF_COUNT",
+        }
+    }
+}
+
+connection!(
+    StockConnection,
+    StockEdge,
+    Stock,
+    "A page of stocks.",
+    "A stock and its cursor.",
+    "Stocks matching the filter, all pages together."
+);
+
+/// A sector named by key or display name, any case.
+fn sector_of(snap: &Snapshot, text: &str) -> Option<u32> {
+    snap.find(GroupType::Sector, text).or_else(|| {
+        let text = text.trim();
+        snap.list(Some(GroupType::Sector)).find(|&g| {
+            snap.group(g)
+                .model
+                .metadata
+                .as_ref()
+                .and_then(|m| m["display_name"].as_str())
+                .is_some_and(|d| d.eq_ignore_ascii_case(text))
+        })
+    })
 }
 
 /// Stock look-ups.
@@ -159,45 +208,123 @@ impl StockQuery {
             .map(|index| Stock::new(snap.clone(), index)))
     }
 
-    /// Stocks in symbol order, paged.
-    #[graphql(complexity = "first.unwrap_or(25).max(0) as usize * child_complexity")]
+    /// Stocks, filtered by symbol prefix, name, sector or group, in symbol, name or ETF-count
+    /// order, paged.
+    #[graphql(complexity = "5 + first.unwrap_or(25).max(0) as usize * child_complexity")]
     async fn stocks(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Which stocks (default all).")] filter: Option<StockFilter>,
+        #[graphql(desc = "Order of the stocks.", default)] order_by: StockOrder,
         #[graphql(desc = "Page size (default 25).")] first: Option<i32>,
-        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+        #[graphql(
+            desc = "The `endCursor` of the previous page: the last stock's key (its symbol, \
+                    with its name or ETF count in those orders), valid across loads (the next \
+                    page starts after it in the data served then)."
+        )]
+        after: Option<String>,
     ) -> async_graphql::Result<StockConnection> {
         let size = page_size(ctx, first, 25)?;
-        let cursors = Cursors::of(ctx)?;
-        let offset = cursors.after(after.as_deref())?;
+        let cursor = Cursor::decode(after.as_deref(), "stocks", order_by.as_str())?;
         let snap = snapshot(ctx)?;
         let filter = filter.unwrap_or_default();
-        let mut symbols: Vec<Arc<str>> = match &filter.group {
-            Some(reference) => super::group::members_of_reference(ctx, reference)?
-                .into_iter()
-                .collect(),
-            None => snap.listed.clone(),
+        // The search index is built on first use: only names need it.
+        let index = || snap.search();
+        let sector = match &filter.sector {
+            None => None,
+            Some(text) => Some(
+                sector_of(&snap, text)
+                    .ok_or_else(|| coded(code::NOT_FOUND, format!("no sector named {text:?}")))?,
+            ),
         };
-        if let Some(prefix) = &filter.symbol_prefix {
-            let prefix = prefix.trim().to_ascii_uppercase();
-            symbols.retain(|s| s.starts_with(&prefix));
+        // Candidates from the most selective source, in symbol (index) order.
+        let mut stocks: Vec<u32> = match (&filter.group, &filter.name) {
+            (Some(reference), _) => {
+                let group = super::group::resolve_reference(ctx, reference)?;
+                let (_, data) = group.snapshot_group();
+                let mut members: Vec<u32> = data.members.iter().map(|m| m.stock).collect();
+                members.sort_unstable();
+                members
+            }
+            (None, Some(name)) => index()
+                .stocks_named(name)
+                .into_iter()
+                .filter(|&s| snap.stock_at(s).listed)
+                .collect(),
+            (None, None) => {
+                let all = 0..u32::try_from(snap.stocks.len()).unwrap_or(u32::MAX);
+                all.filter(|&s| snap.stock_at(s).listed).collect()
+            }
+        };
+        let prefix = filter
+            .symbol_prefix
+            .as_deref()
+            .map(|p| p.trim().to_ascii_uppercase());
+        let named = match (&filter.group, &filter.name) {
+            (Some(_), Some(name)) => Some(index().stocks_named(name)),
+            _ => None,
+        };
+        stocks.retain(|&s| {
+            let stock = snap.stock_at(s);
+            prefix
+                .as_deref()
+                .is_none_or(|p| stock.symbol.starts_with(p))
+                && sector.is_none_or(|g| stock.sector == Some(g))
+                && named.as_ref().is_none_or(|n| n.binary_search(&s).is_ok())
+        });
+        let symbol = |s: u32| &*snap.stock_at(s).symbol;
+        match order_by {
+            StockOrder::Symbol => {}
+            StockOrder::Name => stocks.sort_unstable_by_key(|&s| index().name_rank(s)),
+            StockOrder::EtfCount => stocks.sort_by_key(|&s| Reverse(index().etf_count(s))),
         }
-        let (range, page_info) = cursors.page(symbols.len(), offset, size);
-        let edges = symbols[range.clone()]
-            .iter()
-            .zip(range)
-            .filter_map(|(s, i)| {
-                Some(StockEdge {
-                    cursor: cursors.at(i),
-                    node: Stock::new(snap.clone(), snap.stock(s)?),
-                })
-            })
-            .collect();
+        let start = match &cursor {
+            None => 0,
+            Some(c) => {
+                let key = c.key.as_str();
+                match order_by {
+                    StockOrder::Symbol => stocks.partition_point(|&s| symbol(s) <= key),
+                    StockOrder::Name => {
+                        let at = match c.text.as_deref() {
+                            Some(name) => (false, name),
+                            None => (true, ""),
+                        };
+                        stocks.partition_point(|&s| (index().name_key(s), symbol(s)) <= (at, key))
+                    }
+                    StockOrder::EtfCount => {
+                        let n = Reverse(c.number.unwrap_or(0));
+                        stocks.partition_point(|&s| {
+                            (Reverse(u64::from(index().etf_count(s))), symbol(s)) <= (n, key)
+                        })
+                    }
+                }
+            }
+        };
+        let cursor_at = |at: usize| {
+            let s = stocks[at];
+            Cursor {
+                list: "stocks".to_owned(),
+                order: order_by.as_str().to_owned(),
+                fingerprint: None,
+                number: (order_by == StockOrder::EtfCount).then(|| u64::from(index().etf_count(s))),
+                text: match order_by {
+                    StockOrder::Name => index().lower_name(s).map(str::to_owned),
+                    _ => None,
+                },
+                key: symbol(s).to_owned(),
+            }
+            .encode()
+        };
+        let (range, page_info) = page(stocks.len(), start, size, cursor_at);
         Ok(StockConnection {
-            total_count: symbols.len(),
+            total_count: stocks.len(),
             page_info,
-            edges,
+            edges: range
+                .map(|at| StockEdge {
+                    cursor: cursor_at(at),
+                    node: Stock::new(snap.clone(), stocks[at]),
+                })
+                .collect(),
         })
     }
 }

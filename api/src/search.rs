@@ -457,7 +457,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let row = |g: i32, s: &str, w: Option<f64>, name: &str| -> Row {
-            (g, s.into(), w, Some(name.into()), None, None)
+            (g, s.into(), w, Some(name.into()), None, None, None)
         };
         Snapshot::from_rows(
             1,

@@ -82,6 +82,8 @@ pub struct Stock {
     pub industry: Option<Box<str>>,
     /// Whether an ETF, universe or theme holds it (a stock in the API's lists).
     pub listed: bool,
+    /// The ISO code of the country its market is in, when a file or its fund names it.
+    pub country: Option<&'static str>,
 }
 
 /// Everything served at one data version.
@@ -95,6 +97,9 @@ pub struct Snapshot {
     by_id: HashMap<i32, u32>,
     by_key: HashMap<(GroupType, Box<str>), u32>,
     by_symbol: HashMap<Arc<str>, u32>,
+    /// Ticker → the stocks whose listing key adds a market or a name to it (`SAN` →
+    /// `SAN:ES`, `SAN:FR`).
+    by_ticker: HashMap<Box<str>, Vec<u32>>,
     /// Symbols of listed stocks, sorted.
     pub listed: Vec<Arc<str>>,
     /// What is computed from this snapshot (responses, analytics, report, validation).
@@ -114,12 +119,14 @@ pub type Row = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
-/// A member as the database packs it: symbol, weight, name, source, industry.
+/// A member as the database packs it: symbol, weight, name, source, industry, country.
 type Packed = (
     String,
     Option<Weight>,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -175,7 +182,8 @@ impl Snapshot {
         let sql = match backend {
             DbBackend::Postgres => {
                 "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, \
-                 m.metadata ->> 'name', m.metadata ->> 'source', m.metadata ->> 'industry'))::text \
+                 m.metadata ->> 'name', m.metadata ->> 'source', m.metadata ->> 'industry', \
+                 m.metadata ->> 'country'))::text \
                  FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
                  WHERE g.environment = $1 GROUP BY m.group_id"
             }
@@ -184,7 +192,7 @@ impl Snapshot {
                 "SELECT m.group_id, json_group_array(json_array(m.symbol, \
                  CASE WHEN m.weight IS NULL THEN NULL ELSE printf('%!.17g', m.weight) END, \
                  json_extract(m.metadata, '$.name'), json_extract(m.metadata, '$.source'), \
-                 json_extract(m.metadata, '$.industry'))) \
+                 json_extract(m.metadata, '$.industry'), json_extract(m.metadata, '$.country'))) \
                  FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
                  WHERE g.environment = ? GROUP BY m.group_id"
             }
@@ -203,20 +211,19 @@ impl Snapshot {
                 let members: String = result.try_get_by_index(1)?;
                 let members: Vec<Packed> = serde_json::from_str(&members)
                     .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
-                rows.extend(
-                    members
-                        .into_iter()
-                        .map(|(symbol, weight, name, source, industry)| {
-                            (
-                                group_id,
-                                symbol,
-                                weight.and_then(|w| w.value()),
-                                name,
-                                source,
-                                industry,
-                            )
-                        }),
-                );
+                rows.extend(members.into_iter().map(
+                    |(symbol, weight, name, source, industry, country)| {
+                        (
+                            group_id,
+                            symbol,
+                            weight.and_then(|w| w.value()),
+                            name,
+                            source,
+                            industry,
+                            country,
+                        )
+                    },
+                ));
             }
         }
         let loaded = loaded_runs(&txn, backend, environment).await?;
@@ -251,6 +258,7 @@ impl Snapshot {
             by_id: HashMap::with_capacity(groups.len()),
             by_key: HashMap::with_capacity(groups.len()),
             by_symbol: HashMap::new(),
+            by_ticker: HashMap::new(),
             listed: Vec::new(),
             caches,
             memberships: rows.len(),
@@ -287,6 +295,12 @@ impl Snapshot {
         out.stocks.reserve(symbols.len());
         for symbol in symbols {
             let symbol: Arc<str> = Arc::from(symbol);
+            if !loader::listing::is_plain(&symbol) {
+                out.by_ticker
+                    .entry(loader::listing::ticker(&symbol).into())
+                    .or_default()
+                    .push(index_of(out.stocks.len()));
+            }
             out.by_symbol
                 .insert(symbol.clone(), index_of(out.stocks.len()));
             out.stocks.push(Stock {
@@ -297,11 +311,12 @@ impl Snapshot {
                 sector_source: None,
                 industry: None,
                 listed: false,
+                country: None,
             });
         }
 
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        for (group_id, symbol, weight, name, source, industry) in rows {
+        for (group_id, symbol, weight, name, source, industry, country) in rows {
             let (Some(&g), Some(&s)) =
                 (out.by_id.get(&group_id), out.by_symbol.get(symbol.as_str()))
             else {
@@ -315,6 +330,9 @@ impl Snapshot {
             });
             let group = &mut out.groups[g as usize];
             let stock = &mut out.stocks[s as usize];
+            if stock.country.is_none() {
+                stock.country = country.as_deref().and_then(loader::market::country_code);
+            }
             match group.kind {
                 GroupType::Sector => {
                     stock.sector = Some(g);
@@ -402,6 +420,15 @@ impl Snapshot {
     /// A stock by normalised symbol.
     pub fn stock(&self, symbol: &str) -> Option<u32> {
         self.by_symbol.get(symbol).copied()
+    }
+
+    /// Every listing of a ticker: the plain key and those that add a market or a name
+    /// (`SAN` → `SAN:ES`, `SAN:FR`), in symbol order.
+    pub fn listings(&self, ticker: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = self.stock(ticker).into_iter().collect();
+        out.extend(self.by_ticker.get(ticker).into_iter().flatten());
+        out.sort_unstable();
+        out
     }
 
     /// The group at an index.
@@ -671,9 +698,17 @@ mod tests {
     fn both_directions_are_indexed_and_ordered() {
         let some = |t: &str| Some(t.to_owned());
         let rows: Vec<Row> = vec![
-            (1, "AAPL".into(), Some(6.0), some("APPLE INC"), None, None),
-            (1, "NVDA".into(), Some(7.5), None, None, None),
-            (2, "AAPL".into(), Some(14.0), None, None, None),
+            (
+                1,
+                "AAPL".into(),
+                Some(6.0),
+                some("APPLE INC"),
+                None,
+                None,
+                None,
+            ),
+            (1, "NVDA".into(), Some(7.5), None, None, None, None),
+            (2, "AAPL".into(), Some(14.0), None, None, None, None),
             (
                 3,
                 "AAPL".into(),
@@ -681,8 +716,9 @@ mod tests {
                 some("Apple Inc."),
                 some("provider"),
                 some("Hardware"),
+                None,
             ),
-            (1, "MSFT".into(), Some(6.0), None, None, None),
+            (1, "MSFT".into(), Some(6.0), None, None, None, None),
         ];
         let s = Snapshot::from_rows(
             7,
@@ -731,8 +767,9 @@ mod tests {
     #[test]
     fn a_stock_is_named_by_the_latest_files_in_their_best_spelling() {
         let some = |t: &str| Some(t.to_owned());
-        let row =
-            |g: i32, s: &str, name: &str| -> Row { (g, s.into(), None, some(name), None, None) };
+        let row = |g: i32, s: &str, name: &str| -> Row {
+            (g, s.into(), None, some(name), None, None, None)
+        };
         let rows: Vec<Row> = vec![
             // META: Vanguard's files still say Facebook; the universes, loaded last, do not.
             row(1, "META", "Facebook Inc. Class A"),
@@ -820,8 +857,8 @@ mod tests {
     fn a_groups_fingerprint_follows_its_own_members_only() {
         let rows = |spy_weight: f64, qqq_weight: f64| -> Vec<Row> {
             vec![
-                (1, "AAPL".into(), Some(spy_weight), None, None, None),
-                (2, "AAPL".into(), Some(qqq_weight), None, None, None),
+                (1, "AAPL".into(), Some(spy_weight), None, None, None, None),
+                (2, "AAPL".into(), Some(qqq_weight), None, None, None, None),
             ]
         };
         let build = |rows| {

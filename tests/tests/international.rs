@@ -201,3 +201,265 @@ async fn us_funds_keep_their_plain_tickers_and_their_collisions() {
     let spy = members(&app, "SPY").await;
     assert!(spy.iter().all(|(_, _, c)| c.as_deref() == Some("US")));
 }
+
+/// The US dataset and the two international funds in one database, and a server over it.
+async fn served(app: &TestApp) -> axum::Router {
+    let us = tests::dataset_holdings();
+    let out = app
+        .run(&["--holdings-dir", &us, "load-etf-holdings", "--json"])
+        .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    load_international(app).await;
+    crate::graphql::server(app, &us, None).await.1
+}
+
+/// (location, weight) of the equity rows of the EFA export, read here with the csv crate.
+fn efa_equity_rows() -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(dataset().join("international/EFA_holdings_ishares.csv"))
+        .expect("efa");
+    let body = text
+        .split_once("Ticker,Name,")
+        .map(|(_, rest)| format!("Ticker,Name,{rest}"))
+        .expect("header");
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(body.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (class, weight, location) = (
+        column("Asset Class"),
+        column("Weight (%)"),
+        column("Location"),
+    );
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter(|r| r.get(class) == Some("Equity"))
+        .map(|r| {
+            (
+                r[location].to_owned(),
+                r[weight].parse::<f64>().expect("weight"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ambiguous_ticker_is_never_answered_with_one_company() {
+    let app = TestApp::new().await;
+    let router = served(&app).await;
+    let gql = |q: &'static str| crate::graphql::gql(&router, q, None);
+
+    let san = gql(r#"{ stock(symbol: "SAN") { symbol } }"#).await;
+    assert_eq!(crate::graphql::code(&san), "AMBIGUOUS_SYMBOL", "{san}");
+    assert_eq!(san["data"]["stock"], serde_json::Value::Null);
+    let candidates: BTreeSet<&str> = san["errors"][0]["extensions"]["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["symbol"].as_str())
+        .collect();
+    assert_eq!(candidates, BTreeSet::from(["SAN:ES", "SAN:FR"]));
+
+    // Toyota (Tokyo) and Elm Co. (VWO, market not named): ambiguous too.
+    let t7203 = gql(r#"{ stock(symbol: "7203") { symbol } }"#).await;
+    assert_eq!(crate::graphql::code(&t7203), "AMBIGUOUS_SYMBOL", "{t7203}");
+    let listings = gql(r#"{ listings(symbol: "7203") { symbol name country } }"#).await;
+    let listed: Vec<(&str, &str)> = listings["data"]["listings"]
+        .as_array()
+        .expect("listings")
+        .iter()
+        .map(|l| {
+            (
+                l["symbol"].as_str().unwrap_or(""),
+                l["name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{listings}");
+    assert!(
+        listed.contains(&("7203:JP", "TOYOTA MOTOR CORP")),
+        "{listings}"
+    );
+
+    // A listing key answers its company; a US ticker its US listing, as before.
+    let sanofi =
+        gql(r#"{ stock(symbol: "san:fr") { symbol ticker name country countryName } }"#).await;
+    assert_eq!(
+        sanofi["data"]["stock"],
+        serde_json::json!({"symbol": "SAN:FR", "ticker": "SAN", "name": "SANOFI SA",
+                           "country": "FR", "countryName": "France"}),
+        "{sanofi}"
+    );
+    let aapl = gql(r#"{ stock(symbol: "aapl") { symbol country listings { symbol } } }"#).await;
+    assert_eq!(aapl["data"]["stock"]["symbol"], "AAPL", "{aapl}");
+    assert_eq!(aapl["data"]["stock"]["country"], "US");
+}
+
+#[tokio::test]
+async fn country_exposure_and_look_through_equal_sums_computed_from_the_files() {
+    let app = TestApp::new().await;
+    let router = served(&app).await;
+
+    // EFA by country: the file's equity weights summed per location.
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for (location, weight) in efa_equity_rows() {
+        *expected.entry(location).or_default() += weight;
+    }
+    let exposure = crate::graphql::gql(
+        &router,
+        r#"{ exposure(group: "EFA", by: COUNTRY) { key displayName members weight } }"#,
+        None,
+    )
+    .await;
+    let served: BTreeMap<String, f64> = exposure["data"]["exposure"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{exposure}"))
+        .iter()
+        .map(|e| {
+            (
+                e["displayName"].as_str().unwrap_or("").to_owned(),
+                e["weight"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (country, weight) in &expected {
+        assert!(
+            (served[country] - weight).abs() < 1e-6,
+            "{country}: {exposure}"
+        );
+    }
+
+    // 10,000 in SPY and 5,000 in EFA, by country: SPY's weights are all US listings.
+    let spy_weights = weights(&app, "SPY").await;
+    let japan: f64 = expected["Japan"];
+    let answer = crate::graphql::gql(
+        &router,
+        r#"{ lookThrough(holdings: [{group: "SPY", amount: 10000}, {group: "EFA", amount: 5000}],
+                         by: COUNTRY, first: 100) {
+               total unallocated totalCount
+               entries { key displayName amount percent contributions { group { name } amount } } } }"#,
+        None,
+    )
+    .await;
+    let look = &answer["data"]["lookThrough"];
+    assert_eq!(look["total"], 15000.0, "{answer}");
+    let entry = |key: &str| -> &serde_json::Value {
+        look["entries"]
+            .as_array()
+            .and_then(|e| e.iter().find(|x| x["key"] == key))
+            .unwrap_or_else(|| panic!("{key} in {answer}"))
+    };
+    let us = 10000.0 * spy_weights.iter().sum::<f64>() / 100.0;
+    let efa_us: f64 = efa_equity_rows()
+        .iter()
+        .filter(|(l, _)| l == "United States")
+        .map(|(_, w)| 5000.0 * w / 100.0)
+        .sum();
+    assert!((entry("US")["amount"].as_f64().unwrap_or(0.0) - (us + efa_us)).abs() < 1e-4);
+    let jp = entry("JP");
+    assert!(
+        (jp["amount"].as_f64().unwrap_or(0.0) - 5000.0 * japan / 100.0).abs() < 1e-4,
+        "{jp}"
+    );
+    assert_eq!(jp["displayName"], "Japan");
+    assert_eq!(jp["contributions"][0]["group"]["name"], "EFA");
+    // Everything the entries miss is the unallocated remainder.
+    let listed: f64 = look["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["amount"].as_f64())
+        .sum();
+    let unallocated = look["unallocated"].as_f64().unwrap_or(f64::NAN);
+    assert!((listed + unallocated - 15000.0).abs() < 1e-3, "{answer}");
+
+    // By stock, two US funds: AAPL's amount is each fund's weight times its amount.
+    let by_stock = crate::graphql::gql(
+        &router,
+        r#"{ lookThrough(holdings: [{group: "SPY", amount: 10000}, {group: "QQQ", amount: 5000}],
+                         by: STOCK, first: 5) {
+               entries { key stock { name } amount contributions { group { name } amount } } } }"#,
+        None,
+    )
+    .await;
+    let spy_aapl = weight_of(&app, "SPY", "AAPL").await;
+    let qqq_aapl = weight_of(&app, "QQQ", "AAPL").await;
+    let aapl = by_stock["data"]["lookThrough"]["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|x| x["key"] == "AAPL"))
+        .unwrap_or_else(|| panic!("{by_stock}"));
+    let expected = 10000.0 * spy_aapl / 100.0 + 5000.0 * qqq_aapl / 100.0;
+    assert!(
+        (aapl["amount"].as_f64().unwrap_or(0.0) - expected).abs() < 1e-4,
+        "{aapl}"
+    );
+    assert_eq!(aapl["contributions"].as_array().map(Vec::len), Some(2));
+}
+
+/// Every weight of a group's members.
+async fn weights(app: &TestApp, group: &str) -> Vec<f64> {
+    let sql = format!(
+        "SELECT m.weight FROM group_memberships m \
+         JOIN definition_groups g ON g.id = m.group_id WHERE g.name = '{group}'"
+    );
+    app.db
+        .query_all_raw(Statement::from_string(app.db.get_database_backend(), sql))
+        .await
+        .expect("weights")
+        .iter()
+        .filter_map(|r| r.try_get::<Option<f64>>("", "weight").ok().flatten())
+        .collect()
+}
+
+/// One member's weight.
+async fn weight_of(app: &TestApp, group: &str, symbol: &str) -> f64 {
+    let sql = format!(
+        "SELECT m.weight FROM group_memberships m JOIN definition_groups g \
+         ON g.id = m.group_id WHERE g.name = '{group}' AND m.symbol = '{symbol}'"
+    );
+    app.db
+        .query_one_raw(Statement::from_string(app.db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .and_then(|r| r.try_get::<Option<f64>>("", "weight").ok().flatten())
+        .unwrap_or_else(|| panic!("{symbol} in {group}"))
+}
+
+#[tokio::test]
+async fn a_foreign_company_never_borrows_a_us_sector_through_a_shared_ticker() {
+    let app = TestApp::new().await;
+    let us = tests::dataset_holdings();
+    let out = app.run(&["--holdings-dir", &us, "setup"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    load_international(&app).await;
+    // Enrichment reads the US screener file (classifications/) from the US holdings folder.
+    let out = app.run(&["--holdings-dir", &us, "enrich-sectors"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let router = crate::graphql::server(&app, &us, None).await.1;
+    let answer = crate::graphql::gql(
+        &router,
+        r#"{ cls: stock(symbol: "CLS") { name sectorKey sectorSource }
+             celestica: listings(symbol: "CLS") { symbol }
+             sanofi: stock(symbol: "SAN:FR") { sectorKey sectorSource }
+             aapl: stock(symbol: "AAPL") { sectorKey } }"#,
+        None,
+    )
+    .await;
+    let data = &answer["data"];
+    // VWO's CLS is Clicks Group (South Africa); the screener's CLS is Celestica (US). VWO
+    // names no sector and no market: the stock stays unknown.
+    assert_eq!(data["cls"]["name"], "Clicks Group Ltd.", "{answer}");
+    assert_eq!(data["cls"]["sectorKey"], "unknown", "{answer}");
+    // EFA's iShares export gives Sanofi its GICS sector: kept.
+    assert_eq!(data["sanofi"]["sectorKey"], "health_care", "{answer}");
+    assert_eq!(data["sanofi"]["sectorSource"], "provider", "{answer}");
+    assert_eq!(
+        data["aapl"]["sectorKey"], "information_technology",
+        "{answer}"
+    );
+}

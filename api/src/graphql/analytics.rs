@@ -60,6 +60,8 @@ pub enum ExposureBy {
     Sector,
     /// The themes the members belong to.
     Theme,
+    /// The countries of the members' markets (ISO codes; `unknown` when no file names one).
+    Country,
 }
 
 #[ComplexObject]
@@ -74,10 +76,10 @@ impl OverlapHolding {
 #[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Exposure {
-    /// The sector or theme key.
+    /// The sector or theme key, or the country's ISO code.
     pub key: String,
-    /// The sector's or theme's display name (`Information Technology`); the key when it has
-    /// none.
+    /// The sector's or theme's display name (`Information Technology`), or the country's name
+    /// (`Japan`); the key when it has none.
     pub display_name: String,
     /// Members in it.
     pub members: usize,
@@ -92,7 +94,8 @@ pub struct Exposure {
 
 #[ComplexObject]
 impl Exposure {
-    /// The sector or theme itself; null only for `unknown` when no such sector is stored.
+    /// The sector or theme itself; null for countries, and for `unknown` when no such sector
+    /// is stored.
     async fn group(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Group>> {
         let snap = snapshot(ctx)?;
         Ok(self.group.map(|g| Group::new(snap, g)))
@@ -356,7 +359,7 @@ impl AnalyticsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "A group reference (`VTI`, `sp500`).")] group: String,
-        #[graphql(desc = "Group its members by sector or by theme.")] by: ExposureBy,
+        #[graphql(desc = "Group its members by sector, theme or country.")] by: ExposureBy,
     ) -> async_graphql::Result<Vec<Exposure>> {
         let g = resolve_reference(ctx, &group)?;
         let snap = snapshot(ctx)?;
@@ -544,6 +547,7 @@ fn compute_exposure(g: &Group, by: ExposureBy) -> Vec<Exposure> {
     let want = match by {
         ExposureBy::Sector => GroupType::Sector,
         ExposureBy::Theme => GroupType::Theme,
+        ExposureBy::Country => return compute_country_exposure(snap, group),
     };
     // By key: (group index, members, summed weight).
     let mut rows: BTreeMap<&str, (Option<u32>, usize, Option<f64>)> = BTreeMap::new();
@@ -580,6 +584,39 @@ fn compute_exposure(g: &Group, by: ExposureBy) -> Vec<Exposure> {
             members,
             weight: weight.map(round_sum),
             group: index,
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        y.weight
+            .unwrap_or(0.0)
+            .total_cmp(&x.weight.unwrap_or(0.0))
+            .then(y.members.cmp(&x.members))
+    });
+    out
+}
+
+/// A group's members summed by the country of their market, heaviest first.
+fn compute_country_exposure(
+    snap: &crate::snapshot::Snapshot,
+    group: &crate::snapshot::Group,
+) -> Vec<Exposure> {
+    let mut rows: BTreeMap<&str, (usize, Option<f64>)> = BTreeMap::new();
+    for m in &group.members {
+        let key = snap.stock_at(m.stock).country.unwrap_or("unknown");
+        let row = rows.entry(key).or_insert((0, None));
+        row.0 += 1;
+        if let Some(w) = m.weight {
+            row.1 = Some(row.1.unwrap_or(0.0) + w);
+        }
+    }
+    let mut out: Vec<Exposure> = rows
+        .into_iter()
+        .map(|(key, (members, weight))| Exposure {
+            key: key.to_owned(),
+            display_name: loader::market::country_name(key).unwrap_or(key).to_owned(),
+            members,
+            weight: weight.map(round_sum),
+            group: None,
         })
         .collect();
     out.sort_by(|x, y| {

@@ -8,6 +8,8 @@ pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     /// A cursor into a group whose members changed since it was made.
     pub const STALE_CURSOR: &str = "STALE_CURSOR";
+    /// A ticker that names more than one listing (`SAN`: Madrid and Paris).
+    pub const AMBIGUOUS_SYMBOL: &str = "AMBIGUOUS_SYMBOL";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const FORBIDDEN: &str = "FORBIDDEN";

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod dataloader;
 pub mod error;
 pub mod group;
+pub mod look_through;
 pub mod membership;
 pub mod mutation;
 pub mod node;
@@ -34,6 +35,7 @@ pub struct Query(
     search::SearchQuery,
     node::NodeQuery,
     analytics::AnalyticsQuery,
+    look_through::LookThroughQuery,
 );
 
 /// The served schema.

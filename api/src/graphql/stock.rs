@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, InputObject, Object};
+use async_graphql::{Context, Enum, ErrorExtensions, ID, InputObject, Object};
 use entity::GroupType;
 use loader::symbol::Symbol;
 
@@ -55,6 +55,32 @@ impl Stock {
     /// The normalised symbol (`BRK.B`).
     async fn symbol(&self) -> &str {
         &self.data().symbol
+    }
+
+    /// The ticker, without the market or name a listing key may add (`SAN` for `SAN:ES`).
+    async fn ticker(&self) -> &str {
+        loader::listing::ticker(&self.data().symbol)
+    }
+
+    /// The ISO 3166 code of the country the listing trades in (`US`, `JP`), when a file or
+    /// its fund names it; null when none does.
+    async fn country(&self) -> Option<&str> {
+        self.data().country
+    }
+
+    /// The country's name (`Japan`); null when the country is unknown.
+    async fn country_name(&self) -> Option<&str> {
+        loader::market::country_name(self.data().country?)
+    }
+
+    /// Every listing of this stock's ticker, this one included (`SAN:ES` and `SAN:FR`), in
+    /// symbol order: another company, or the same ticker on another market.
+    async fn listings(&self) -> Vec<Stock> {
+        self.snap
+            .listings(loader::listing::ticker(&self.data().symbol))
+            .into_iter()
+            .map(|index| Stock::new(self.snap.clone(), index))
+            .collect()
     }
 
     /// The stock's current name: the one the most recently loaded files give it (a company
@@ -191,21 +217,75 @@ pub struct StockQuery;
 
 #[Object]
 impl StockQuery {
-    /// A stock by symbol, normalised like the loaders do (`brk-b` finds `BRK.B`); null when no
-    /// group has it.
+    /// A stock by symbol, normalised like the loaders do (`brk-b` finds `BRK.B`), or by
+    /// listing key (`SAN:ES`, `2330~TAIWAN-SEMICONDUCTOR`). A ticker answers its US listing,
+    /// or its only listing; a ticker with several listings and no US one (`SAN`, `7203`) is
+    /// the error `AMBIGUOUS_SYMBOL`, whose `candidates` extension lists them (`listings` gives
+    /// them all). Null when no group has it.
     async fn stock(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Any spelling: trimmed, upper-cased, share classes as `BRK.B`.")]
+        #[graphql(
+            desc = "Any spelling: trimmed, upper-cased, share classes as `BRK.B`; or                           a listing key."
+        )]
         symbol: String,
     ) -> async_graphql::Result<Option<Stock>> {
-        let Ok(symbol) = Symbol::parse(&symbol) else {
-            return Ok(None);
-        };
         let snap = snapshot(ctx)?;
+        let found = match find(&snap, &symbol) {
+            Found::One(index) => Some(index),
+            Found::None => None,
+            Found::Many(candidates) => {
+                let listed: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|&i| {
+                        let stock = snap.stock_at(i);
+                        serde_json::json!({
+                            "symbol": &*stock.symbol,
+                            "name": stock.name.as_deref(),
+                            "country": stock.country,
+                        })
+                    })
+                    .collect();
+                let keys: Vec<&str> = candidates
+                    .iter()
+                    .map(|&i| &*snap.stock_at(i).symbol)
+                    .collect();
+                return Err(coded(
+                    code::AMBIGUOUS_SYMBOL,
+                    format!(
+                        "{} names {} listings ({}): ask for one by its key, or use `listings`",
+                        symbol.trim(),
+                        candidates.len(),
+                        keys.join(", ")
+                    ),
+                )
+                .extend_with(|_, e| {
+                    if let Ok(value) = async_graphql::Value::from_json(listed.into()) {
+                        e.set("candidates", value);
+                    }
+                }));
+            }
+        };
+        Ok(found.map(|index| Stock::new(snap.clone(), index)))
+    }
+
+    /// Every listing a ticker names: the US or market-less one and those on other markets or
+    /// of other companies (`SAN` → `SAN:ES`, `SAN:FR`), in symbol order; a listing key gives
+    /// its own ticker's listings.
+    async fn listings(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A ticker in any spelling, or a listing key.")] symbol: String,
+    ) -> async_graphql::Result<Vec<Stock>> {
+        let snap = snapshot(ctx)?;
+        let Some(ticker) = ticker_of(&symbol) else {
+            return Ok(Vec::new());
+        };
         Ok(snap
-            .stock(symbol.as_str())
-            .map(|index| Stock::new(snap.clone(), index)))
+            .listings(&ticker)
+            .into_iter()
+            .map(|index| Stock::new(snap.clone(), index))
+            .collect())
     }
 
     /// Stocks, filtered by symbol prefix, name, sector or group, in symbol, name or ETF-count
@@ -326,5 +406,55 @@ impl StockQuery {
                 })
                 .collect(),
         })
+    }
+}
+
+/// What a symbol asked for finds.
+enum Found {
+    None,
+    One(u32),
+    Many(Vec<u32>),
+}
+
+/// The ticker a symbol argument names: a listing key's ticker, or the normalised spelling.
+fn ticker_of(symbol: &str) -> Option<String> {
+    let trimmed = symbol.trim();
+    if trimmed.contains([
+        loader::listing::MARKET_SEPARATOR,
+        loader::listing::NAME_SEPARATOR,
+    ]) {
+        return Symbol::parse(loader::listing::ticker(trimmed))
+            .ok()
+            .map(|s| s.as_str().to_owned());
+    }
+    Symbol::parse(trimmed).ok().map(|s| s.as_str().to_owned())
+}
+
+/// Finds the stock a symbol argument means: a listing key exactly; a ticker's US listing, or
+/// its only one; several candidates otherwise.
+fn find(snap: &Snapshot, symbol: &str) -> Found {
+    let trimmed = symbol.trim();
+    if trimmed.contains([
+        loader::listing::MARKET_SEPARATOR,
+        loader::listing::NAME_SEPARATOR,
+    ]) {
+        let key = trimmed.to_uppercase();
+        return snap.stock(&key).map_or(Found::None, Found::One);
+    }
+    let Some(ticker) = ticker_of(trimmed) else {
+        return Found::None;
+    };
+    let listings = snap.listings(&ticker);
+    match listings.as_slice() {
+        [] => Found::None,
+        [only] => Found::One(*only),
+        _ => {
+            // The plain key is the US listing when its market is the US, or when nothing says
+            // otherwise and no other listing claims the ticker... which several do here.
+            match snap.stock(&ticker) {
+                Some(plain) if snap.stock_at(plain).country == Some("US") => Found::One(plain),
+                _ => Found::Many(listings),
+            }
+        }
     }
 }

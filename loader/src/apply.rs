@@ -105,7 +105,11 @@ async fn write_members<'a>(
     if db.get_database_backend() == DbBackend::Postgres {
         let mut batch = Vec::with_capacity(PG_CHUNK);
         for (symbol, weight, metadata) in rows {
-            batch.push(serde_json::json!({"s": symbol.as_str(), "w": weight, "m": metadata}));
+            batch.push(PgMember {
+                s: symbol.as_str(),
+                w: weight,
+                m: metadata,
+            });
             if batch.len() == PG_CHUNK {
                 insert_members_pg(db, group_id, std::mem::take(&mut batch), upsert, now).await?;
             }
@@ -165,10 +169,19 @@ async fn insert_members(
 /// multi-row `VALUES` of a few hundred rows costs more to plan than to run).
 const PG_CHUNK: usize = 5_000;
 
+/// A member as a PostgreSQL bulk statement's JSON carries it, borrowed (no copy of its
+/// metadata is made to serialise it).
+#[derive(serde::Serialize)]
+struct PgMember<'a> {
+    s: &'a str,
+    w: Option<f64>,
+    m: &'a serde_json::Value,
+}
+
 async fn insert_members_pg(
     db: &impl ConnectionTrait,
     group_id: i32,
-    rows: Vec<serde_json::Value>,
+    rows: Vec<PgMember<'_>>,
     upsert: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -185,14 +198,15 @@ async fn insert_members_pg(
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
-        [
-            group_id.into(),
-            now.into(),
-            serde_json::Value::Array(rows).to_string().into(),
-        ],
+        [group_id.into(), now.into(), json_text(&rows)?.into()],
     ))
     .await?;
     Ok(())
+}
+
+/// Rows as the JSON text a bulk statement takes.
+fn json_text(rows: &impl serde::Serialize) -> Result<String, DbErr> {
+    serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("cannot encode rows: {e}")))
 }
 
 /// One membership change to record.
@@ -251,14 +265,14 @@ pub async fn record_changes<'a>(
     if db.get_database_backend() == DbBackend::Postgres {
         let mut batch = Vec::with_capacity(PG_CHUNK);
         for row in rows {
-            batch.push(serde_json::json!({
-                "t": row.group_type.as_str(),
-                "g": row.group_name,
-                "s": row.symbol,
-                "c": row.change.as_str(),
-                "o": row.old_weight,
-                "n": row.new_weight,
-            }));
+            batch.push(PgChange {
+                t: row.group_type.as_str(),
+                g: row.group_name,
+                s: row.symbol,
+                c: row.change.as_str(),
+                o: row.old_weight,
+                n: row.new_weight,
+            });
             if batch.len() == PG_CHUNK {
                 record_changes_pg(db, run_id, std::mem::take(&mut batch)).await?;
             }
@@ -294,10 +308,21 @@ pub async fn record_changes<'a>(
     Ok(())
 }
 
+/// A change as a PostgreSQL bulk statement's JSON carries it.
+#[derive(serde::Serialize)]
+struct PgChange<'a> {
+    t: &'a str,
+    g: &'a str,
+    s: &'a str,
+    c: &'a str,
+    o: Option<f64>,
+    n: Option<f64>,
+}
+
 async fn record_changes_pg(
     db: &impl ConnectionTrait,
     run_id: i32,
-    rows: Vec<serde_json::Value>,
+    rows: Vec<PgChange<'_>>,
 ) -> Result<(), DbErr> {
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -305,10 +330,7 @@ async fn record_changes_pg(
          (run_id, group_type, group_name, symbol, change, old_weight, new_weight) \
          SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n FROM json_to_recordset($2::json) \
          AS x(t text, g text, s text, c text, o double precision, n double precision)",
-        [
-            run_id.into(),
-            serde_json::Value::Array(rows).to_string().into(),
-        ],
+        [run_id.into(), json_text(&rows)?.into()],
     ))
     .await?;
     Ok(())

@@ -57,6 +57,7 @@ pub struct LookThroughEntry {
     contributions: Vec<(Group, f64)>,
 }
 
+/// One stock, sector or country the portfolio holds through its positions.
 #[Object]
 impl LookThroughEntry {
     /// The stock's symbol, the sector's key or the country's ISO code (`unknown` when none).

@@ -3,6 +3,7 @@
 
 pub mod data_version;
 pub mod definition_group;
+pub mod group_change;
 pub mod group_membership;
 pub mod load_run;
 pub mod load_run_file;
@@ -88,8 +89,10 @@ pub enum ChangeKind {
     Added,
     /// The symbol left the group.
     Removed,
-    /// The symbol stayed with another weight.
+    /// The symbol stayed with another weight (its metadata may have changed too).
     Reweighted,
+    /// The symbol stayed with the same weight; only its metadata changed.
+    Updated,
 }
 
 impl ChangeKind {
@@ -99,6 +102,7 @@ impl ChangeKind {
             Self::Added => "added",
             Self::Removed => "removed",
             Self::Reweighted => "reweighted",
+            Self::Updated => "updated",
         }
     }
 }
@@ -106,5 +110,84 @@ impl ChangeKind {
 impl fmt::Display for ChangeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ChangeKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A stored `change` value that is not one of the kinds of change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownChangeKind(pub String);
+
+impl fmt::Display for UnknownChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown change kind {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownChangeKind {}
+
+impl FromStr for ChangeKind {
+    type Err = UnknownChangeKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "added" => Ok(Self::Added),
+            "removed" => Ok(Self::Removed),
+            "reweighted" => Ok(Self::Reweighted),
+            "updated" => Ok(Self::Updated),
+            _ => Err(UnknownChangeKind(s.to_owned())),
+        }
+    }
+}
+
+/// What a run did to a group itself, stored in `group_changes.change`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupChangeKind {
+    /// The group was made.
+    Created,
+    /// Its description or metadata changed.
+    Updated,
+    /// The group was removed (with its members, recorded as `removed` membership changes).
+    Removed,
+}
+
+impl GroupChangeKind {
+    /// The value stored in the `change` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+impl fmt::Display for GroupChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for GroupChangeKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl FromStr for GroupChangeKind {
+    type Err = UnknownChangeKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "created" => Ok(Self::Created),
+            "updated" => Ok(Self::Updated),
+            "removed" => Ok(Self::Removed),
+            _ => Err(UnknownChangeKind(s.to_owned())),
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `membership_changes`: one membership a run added, removed or reweighted.
+//! `membership_changes`: one membership a run added, removed, reweighted or updated, with what
+//! it was before and after, so the change can be undone.
 
 use sea_orm::entity::prelude::*;
 
@@ -11,10 +12,15 @@ pub struct Model {
     pub group_type: String,
     pub group_name: String,
     pub symbol: String,
-    /// `added`, `removed` or `reweighted` (see [`crate::ChangeKind`]).
+    /// `added`, `removed`, `reweighted` or `updated` (see [`crate::ChangeKind`]).
     pub change: String,
     pub old_weight: Option<f64>,
     pub new_weight: Option<f64>,
+    /// The membership's metadata before the change (`removed`, `reweighted`, `updated`);
+    /// null for `added`, and for every change recorded before undo was possible.
+    pub old_metadata: Option<Json>,
+    /// Its metadata after the change (`added`, `reweighted`, `updated`); null for `removed`.
+    pub new_metadata: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::{
-    ChangeKind, GroupType, data_version, definition_group, group_membership, membership_change,
+    ChangeKind, GroupChangeKind, GroupType, data_version, definition_group, group_change,
+    group_membership, membership_change,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
@@ -14,7 +15,7 @@ use crate::diff::GroupDiff;
 use crate::store::CHUNK;
 use crate::symbol::Symbol;
 
-/// Rows per multi-row `INSERT` (at most eight columns: far below every bind-parameter limit).
+/// Rows per multi-row `INSERT` (at most ten columns: far below every bind-parameter limit).
 const INSERT_CHUNK: usize = 500;
 
 /// What a group should look like, besides its members.
@@ -72,7 +73,7 @@ pub async fn apply_diff(
     diff: &GroupDiff,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let removed: Vec<i32> = diff.removed.iter().map(|(id, _, _)| *id).collect();
+    let removed: Vec<i32> = diff.removed.iter().map(|r| r.id).collect();
     for chunk in removed.chunks(CHUNK) {
         group_membership::Entity::delete_many()
             .filter(group_membership::Column::Id.is_in(chunk.iter().copied()))
@@ -209,7 +210,7 @@ fn json_text(rows: &impl serde::Serialize) -> Result<String, DbErr> {
     serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("cannot encode rows: {e}")))
 }
 
-/// One membership change to record.
+/// One membership change to record, borrowing what it names from the diff.
 pub struct ChangeRow<'a> {
     pub group_type: GroupType,
     pub group_name: &'a str,
@@ -217,9 +218,14 @@ pub struct ChangeRow<'a> {
     pub change: ChangeKind,
     pub old_weight: Option<f64>,
     pub new_weight: Option<f64>,
+    /// The metadata before the change (`removed`, `reweighted`, `updated`).
+    pub old_metadata: Option<&'a serde_json::Value>,
+    /// The metadata after it (`added`, `reweighted`, `updated`).
+    pub new_metadata: Option<&'a serde_json::Value>,
 }
 
-/// The change rows of one group's diff (metadata-only updates are not membership changes).
+/// The change rows of one group's diff: each with both sides of what changed, so that it can
+/// be undone. A change of metadata alone is an `updated` row (its weights are the same).
 pub fn change_rows<'a>(
     group_type: GroupType,
     group_name: &'a str,
@@ -232,28 +238,34 @@ pub fn change_rows<'a>(
         change: ChangeKind::Added,
         old_weight: None,
         new_weight: d.weight,
+        old_metadata: None,
+        new_metadata: Some(&d.metadata),
     });
-    let removed = diff.removed.iter().map(move |(_, symbol, w)| ChangeRow {
+    let removed = diff.removed.iter().map(move |r| ChangeRow {
         group_type,
         group_name,
-        symbol: symbol.as_str(),
+        symbol: r.symbol.as_str(),
         change: ChangeKind::Removed,
-        old_weight: *w,
+        old_weight: r.weight,
         new_weight: None,
+        old_metadata: r.metadata.as_ref(),
+        new_metadata: None,
     });
-    let reweighted = diff
-        .updated
-        .iter()
-        .filter(|u| u.is_reweight())
-        .map(move |u| ChangeRow {
-            group_type,
-            group_name,
-            symbol: u.symbol.as_str(),
-            change: ChangeKind::Reweighted,
-            old_weight: u.old_weight,
-            new_weight: u.new_weight,
-        });
-    added.chain(removed).chain(reweighted)
+    let updated = diff.updated.iter().map(move |u| ChangeRow {
+        group_type,
+        group_name,
+        symbol: u.symbol.as_str(),
+        change: if u.is_reweight() {
+            ChangeKind::Reweighted
+        } else {
+            ChangeKind::Updated
+        },
+        old_weight: u.old_weight,
+        new_weight: u.new_weight,
+        old_metadata: u.old_metadata.as_ref(),
+        new_metadata: Some(&u.metadata),
+    });
+    added.chain(removed).chain(updated)
 }
 
 /// Records membership changes for a run.
@@ -272,6 +284,8 @@ pub async fn record_changes<'a>(
                 c: row.change.as_str(),
                 o: row.old_weight,
                 n: row.new_weight,
+                om: row.old_metadata,
+                nm: row.new_metadata,
             });
             if batch.len() == PG_CHUNK {
                 record_changes_pg(db, run_id, std::mem::take(&mut batch)).await?;
@@ -293,6 +307,8 @@ pub async fn record_changes<'a>(
             change: Set(row.change.as_str().to_owned()),
             old_weight: Set(row.old_weight),
             new_weight: Set(row.new_weight),
+            old_metadata: Set(row.old_metadata.cloned()),
+            new_metadata: Set(row.new_metadata.cloned()),
         });
         if batch.len() == INSERT_CHUNK {
             membership_change::Entity::insert_many(std::mem::take(&mut batch))
@@ -308,7 +324,7 @@ pub async fn record_changes<'a>(
     Ok(())
 }
 
-/// A change as a PostgreSQL bulk statement's JSON carries it.
+/// A change as a PostgreSQL bulk statement's JSON carries it, borrowed.
 #[derive(serde::Serialize)]
 struct PgChange<'a> {
     t: &'a str,
@@ -317,6 +333,8 @@ struct PgChange<'a> {
     c: &'a str,
     o: Option<f64>,
     n: Option<f64>,
+    om: Option<&'a serde_json::Value>,
+    nm: Option<&'a serde_json::Value>,
 }
 
 async fn record_changes_pg(
@@ -327,13 +345,55 @@ async fn record_changes_pg(
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "INSERT INTO membership_changes \
-         (run_id, group_type, group_name, symbol, change, old_weight, new_weight) \
-         SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n FROM json_to_recordset($2::json) \
-         AS x(t text, g text, s text, c text, o double precision, n double precision)",
+         (run_id, group_type, group_name, symbol, change, old_weight, new_weight, \
+         old_metadata, new_metadata) \
+         SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n, x.om, x.nm FROM json_to_recordset($2::json) \
+         AS x(t text, g text, s text, c text, o double precision, n double precision, \
+         om json, nm json)",
         [run_id.into(), json_text(&rows)?.into()],
     ))
     .await?;
     Ok(())
+}
+
+/// One change to a group itself (its existence, description or metadata) to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupChangeRow {
+    pub group_type: GroupType,
+    pub group_name: String,
+    pub change: GroupChangeKind,
+    pub old_description: Option<String>,
+    pub old_metadata: Option<serde_json::Value>,
+    pub new_description: Option<String>,
+    pub new_metadata: Option<serde_json::Value>,
+}
+
+/// Records a run's group changes (at most one per group), in multi-row statements.
+pub async fn record_group_changes(
+    db: &impl ConnectionTrait,
+    run_id: i32,
+    rows: Vec<GroupChangeRow>,
+) -> Result<(), DbErr> {
+    let mut models = rows.into_iter().map(|row| group_change::ActiveModel {
+        id: NotSet,
+        run_id: Set(run_id),
+        group_type: Set(row.group_type.as_str().to_owned()),
+        group_name: Set(row.group_name),
+        change: Set(row.change.as_str().to_owned()),
+        old_description: Set(row.old_description),
+        old_metadata: Set(row.old_metadata),
+        new_description: Set(row.new_description),
+        new_metadata: Set(row.new_metadata),
+    });
+    loop {
+        let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        group_change::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
 }
 
 /// Removes a group and (by cascade) its memberships.

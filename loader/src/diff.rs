@@ -27,7 +27,19 @@ pub struct Update {
     pub symbol: Symbol,
     pub old_weight: Option<f64>,
     pub new_weight: Option<f64>,
+    /// The stored metadata (kept in the change record, so the change can be undone).
+    pub old_metadata: Option<serde_json::Value>,
     pub metadata: serde_json::Value,
+}
+
+/// A stored membership that goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Removal {
+    pub id: i32,
+    pub symbol: Symbol,
+    pub weight: Option<f64>,
+    /// The stored metadata (kept in the change record, so the member can come back).
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl Update {
@@ -41,7 +53,7 @@ impl Update {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupDiff {
     pub added: Vec<(Symbol, Desired)>,
-    pub removed: Vec<(i32, Symbol, Option<f64>)>,
+    pub removed: Vec<Removal>,
     pub updated: Vec<Update>,
     pub unchanged: usize,
 }
@@ -74,13 +86,62 @@ pub fn diff(desired: &BTreeMap<Symbol, Desired>, stored: &BTreeMap<Symbol, Store
                 symbol: symbol.clone(),
                 old_weight: have.weight,
                 new_weight: want.weight,
+                old_metadata: have.metadata.clone(),
                 metadata: want.metadata.clone(),
             }),
         }
     }
     for (symbol, have) in stored {
         if !desired.contains_key(symbol) {
-            out.removed.push((have.id, symbol.clone(), have.weight));
+            out.removed.push(Removal {
+                id: have.id,
+                symbol: symbol.clone(),
+                weight: have.weight,
+                metadata: have.metadata.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Computes the changes that put back some of `stored`'s members as `wanted` says (`None`:
+/// the symbol must not be a member), leaving every other stored member as it is. A rollback
+/// diffs this way: its work is proportional to the changes it undoes, not to the group.
+pub fn patch(
+    wanted: &BTreeMap<Symbol, Option<Desired>>,
+    stored: &BTreeMap<Symbol, Stored>,
+) -> GroupDiff {
+    let mut out = GroupDiff {
+        unchanged: stored.len(),
+        ..GroupDiff::default()
+    };
+    for (symbol, want) in wanted {
+        match (stored.get(symbol), want) {
+            (None, None) => {}
+            (None, Some(want)) => out.added.push((symbol.clone(), want.clone())),
+            (Some(have), None) => {
+                out.unchanged -= 1;
+                out.removed.push(Removal {
+                    id: have.id,
+                    symbol: symbol.clone(),
+                    weight: have.weight,
+                    metadata: have.metadata.clone(),
+                });
+            }
+            (Some(have), Some(want))
+                if have.weight == want.weight && have.metadata.as_ref() == Some(&want.metadata) => {
+            }
+            (Some(have), Some(want)) => {
+                out.unchanged -= 1;
+                out.updated.push(Update {
+                    id: have.id,
+                    symbol: symbol.clone(),
+                    old_weight: have.weight,
+                    new_weight: want.weight,
+                    old_metadata: have.metadata.clone(),
+                    metadata: want.metadata.clone(),
+                });
+            }
         }
     }
     out
@@ -135,7 +196,15 @@ mod tests {
         assert_eq!(d.unchanged, 1);
         assert_eq!(d.added.len(), 1);
         assert_eq!(d.added[0].0, sym("NVDA"));
-        assert_eq!(d.removed, vec![(3, sym("IBM"), Some(1.0))]);
+        assert_eq!(
+            d.removed,
+            vec![Removal {
+                id: 3,
+                symbol: sym("IBM"),
+                weight: Some(1.0),
+                metadata: Some(meta.clone()),
+            }]
+        );
         assert_eq!(d.updated.len(), 1);
         assert_eq!(d.updated[0].old_weight, Some(6.0));
         assert_eq!(d.updated[0].new_weight, Some(6.5));
@@ -166,6 +235,58 @@ mod tests {
         let d = diff(&desired, &stored);
         assert_eq!(d.updated.len(), 1);
         assert_eq!(d.reweighted(), 0);
+        assert_eq!(
+            d.updated[0].old_metadata,
+            Some(json!({"name": "APPLE INC"}))
+        );
         assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn a_patch_touches_only_the_symbols_it_names() {
+        let meta = json!({"name": "x"});
+        let stored: BTreeMap<_, _> = [
+            (1, "AAPL", Some(7.0)),
+            (2, "MSFT", Some(6.0)),
+            (3, "IBM", Some(1.0)),
+            (4, "NVDA", Some(5.0)),
+        ]
+        .into_iter()
+        .map(|(id, s, w)| {
+            (
+                sym(s),
+                Stored {
+                    id,
+                    weight: w,
+                    metadata: Some(meta.clone()),
+                },
+            )
+        })
+        .collect();
+        let want = |w: f64| {
+            Some(Desired {
+                weight: Some(w),
+                metadata: meta.clone(),
+            })
+        };
+        let wanted: BTreeMap<_, _> = [
+            (sym("AAPL"), want(7.0)),
+            (sym("MSFT"), want(6.5)),
+            (sym("IBM"), None),
+            (sym("ORCL"), want(2.0)),
+            (sym("GONE"), None),
+        ]
+        .into_iter()
+        .collect();
+        let d = patch(&wanted, &stored);
+        assert_eq!(d.unchanged, 2, "AAPL as wanted, NVDA not named");
+        assert_eq!(d.added.len(), 1);
+        assert_eq!(d.added[0].0, sym("ORCL"));
+        assert_eq!(d.removed.len(), 1);
+        assert_eq!(d.removed[0].symbol, sym("IBM"));
+        assert_eq!(d.removed[0].metadata, Some(meta.clone()));
+        assert_eq!(d.updated.len(), 1);
+        assert_eq!(d.updated[0].old_weight, Some(6.0));
+        assert_eq!(d.updated[0].new_weight, Some(6.5));
     }
 }

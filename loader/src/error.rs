@@ -28,6 +28,9 @@ pub enum LoadError {
     /// The write lock could not be taken (another writer held it too long).
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    /// A rollback was refused (an unknown run, nothing to undo, later runs in the way).
+    #[error(transparent)]
+    RollbackRefused(#[from] crate::history::RollbackRefused),
     #[error("database error during the load; nothing was changed: {0}")]
     Db(#[from] sea_orm::DbErr),
 }

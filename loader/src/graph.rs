@@ -166,55 +166,6 @@ pub async fn group_totals(
     Ok(out)
 }
 
-/// A membership change a load recorded, with the time its run finished.
-#[derive(Clone, Debug, PartialEq, sea_orm::FromQueryResult)]
-pub struct RecordedChange {
-    pub run_id: i32,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub symbol: String,
-    /// `added`, `removed` or `reweighted`.
-    pub change: String,
-    pub old_weight: Option<f64>,
-    pub new_weight: Option<f64>,
-}
-
-/// The changes runs of an environment that did not fail made to one group, newest first,
-/// only from runs that finished at or after `since` when given, at most `limit`.
-///
-/// One join, so the cost does not grow with the number of runs ever recorded.
-pub async fn changes_to_group(
-    db: &impl ConnectionTrait,
-    environment: &str,
-    group_type: GroupType,
-    group_name: &str,
-    since: Option<chrono::DateTime<chrono::Utc>>,
-    limit: u64,
-) -> Result<Vec<RecordedChange>, DbErr> {
-    use entity::{load_run, membership_change};
-    let mut query = membership_change::Entity::find()
-        .select_only()
-        .column(membership_change::Column::RunId)
-        .column_as(load_run::Column::FinishedAt, "finished_at")
-        .column(membership_change::Column::Symbol)
-        .column(membership_change::Column::Change)
-        .column(membership_change::Column::OldWeight)
-        .column(membership_change::Column::NewWeight)
-        .inner_join(load_run::Entity)
-        .filter(load_run::Column::Environment.eq(environment))
-        .filter(load_run::Column::State.is_in(["succeeded", "partial"]))
-        .filter(membership_change::Column::GroupType.eq(group_type.as_str()))
-        .filter(membership_change::Column::GroupName.eq(group_name));
-    if let Some(since) = since {
-        query = query.filter(load_run::Column::FinishedAt.gte(since));
-    }
-    query
-        .order_by_desc(membership_change::Column::Id)
-        .limit(limit)
-        .into_model::<RecordedChange>()
-        .all(db)
-        .await
-}
-
 /// A recorded load run without its stored report (which can be large).
 #[derive(Clone, Debug, PartialEq, sea_orm::DerivePartialModel)]
 #[sea_orm(entity = "entity::load_run::Entity")]
@@ -238,22 +189,6 @@ pub struct RunSummary {
     pub skipped: i32,
     pub data_version: Option<i64>,
     pub error: Option<String>,
-}
-
-/// The most recent load runs of an environment, newest first, at most `limit`.
-pub async fn recent_runs(
-    db: &impl ConnectionTrait,
-    environment: &str,
-    limit: u64,
-) -> Result<Vec<RunSummary>, DbErr> {
-    use entity::load_run;
-    load_run::Entity::find()
-        .filter(load_run::Column::Environment.eq(environment))
-        .order_by_desc(load_run::Column::Id)
-        .limit(limit)
-        .into_partial_model::<RunSummary>()
-        .all(db)
-        .await
 }
 
 /// Load runs of an environment by id (those that exist).

@@ -9,6 +9,7 @@ pub mod enrich;
 pub mod error;
 pub mod graph;
 pub mod guard;
+pub mod history;
 pub mod listing;
 pub mod lock;
 pub mod market;

@@ -57,12 +57,23 @@ pub struct LoadRequest {
 /// The default `--max-file-bytes`: 256 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Told about progress through the files; the CLI draws a bar, tests stay quiet.
+/// Told about progress through the files; the CLI draws a bar, the server broadcasts it to
+/// subscribers, tests stay quiet.
+///
+/// The calls of one load come in this order: [`started`](Self::started), [`begin`](Self::begin),
+/// then [`file`](Self::file) and [`file_read`](Self::file_read) for each file (from several
+/// threads at once: files are read in parallel), then [`end`](Self::end).
 pub trait Progress: Send + Sync {
+    /// The run is recorded as `running` (with this id) and holds the write lock; `None` for a
+    /// dry run, which records nothing.
+    fn started(&self, _run_id: Option<i32>) {}
     /// The number of files about to be read.
     fn begin(&self, _files: usize) {}
     /// One file is being read.
     fn file(&self, _file_name: &str) {}
+    /// A file's first read is done: `rows_read` rows after its header, 0 when it is unchanged
+    /// (an incremental load skips it) or rejected.
+    fn file_read(&self, _file_name: &str, _rows_read: usize) {}
     /// Reading is over; what remains is the database work.
     fn end(&self) {}
 }
@@ -107,6 +118,7 @@ pub async fn load(
     };
     // Everything compared with the files is read under the write lock.
     let writer = Writer::begin(db, &sync_req, started_at).await?;
+    progress.started(writer.as_ref().map(Writer::run_id));
     let prepared = prepare(db, req, &sync_req, files, progress).await;
     let inputs = match prepared {
         Ok(inputs) => inputs,
@@ -144,6 +156,7 @@ async fn prepare(
     let check = |source: &SourceFile| {
         progress.file(&source.file_name);
         let mut dotted = HashSet::new();
+        let mut rows_read = 0;
         let (md5, state) = match read_bytes(source, req) {
             Err(why) => (String::new(), Checked::Rejected(why)),
             Ok(bytes) => {
@@ -155,6 +168,7 @@ async fn prepare(
                 } else {
                     match read::read(expect(req.group_type), &bytes) {
                         Ok(parsed) => {
+                            rows_read = parsed.rows_read;
                             dotted =
                                 crate::symbol::dotted(parsed.holdings.iter().map(|h| &h.symbol));
                             Checked::Changed
@@ -167,6 +181,7 @@ async fn prepare(
                 (md5, state)
             }
         };
+        progress.file_read(&source.file_name, rows_read);
         (md5, state, dotted)
     };
     let workers = std::thread::available_parallelism()

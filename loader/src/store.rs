@@ -80,13 +80,35 @@ pub async fn group_memberships(
         .collect())
 }
 
-/// The MD5 of each group's file at its last successful load (loaded or found unchanged).
+/// The MD5 of each group's file at its last successful load (loaded or found unchanged), or,
+/// when a rollback touched the group since, the MD5 that rollback put the group back to (a
+/// group with none is missing from the map, so its file is read whatever its MD5).
 pub async fn last_loaded_md5(
     db: &impl ConnectionTrait,
     environment: &str,
     group_type: GroupType,
 ) -> Result<HashMap<String, String>, DbErr> {
-    let latest = Query::select()
+    loaded_md5(db, environment, group_type, None).await
+}
+
+/// [`last_loaded_md5`] as it was just before run `run_id`: what a rollback of that run puts
+/// each group's input back to.
+pub async fn loaded_md5_before(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    group_type: GroupType,
+    run_id: i32,
+) -> Result<HashMap<String, String>, DbErr> {
+    loaded_md5(db, environment, group_type, Some(run_id)).await
+}
+
+async fn loaded_md5(
+    db: &impl ConnectionTrait,
+    environment: &str,
+    group_type: GroupType,
+    before_run: Option<i32>,
+) -> Result<HashMap<String, String>, DbErr> {
+    let mut latest = Query::select()
         .expr(Expr::col((load_run_file::Entity, load_run_file::Column::Id)).max())
         .from(load_run_file::Entity)
         .inner_join(
@@ -100,11 +122,18 @@ pub async fn last_loaded_md5(
                 .eq(group_type.as_str()),
         )
         .and_where(
-            Expr::col((load_run_file::Entity, load_run_file::Column::Status))
-                .is_in(["loaded", "unchanged"]),
+            Expr::col((load_run_file::Entity, load_run_file::Column::Status)).is_in([
+                "loaded",
+                "unchanged",
+                "rolled_back",
+            ]),
         )
         .group_by_col((load_run_file::Entity, load_run_file::Column::GroupName))
         .to_owned();
+    if let Some(run_id) = before_run {
+        latest
+            .and_where(Expr::col((load_run_file::Entity, load_run_file::Column::RunId)).lt(run_id));
+    }
     let rows = load_run_file::Entity::find()
         .filter(load_run_file::Column::Id.in_subquery(latest))
         .all(db)

@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use entity::{GroupType, definition_group, load_run, load_run_file};
+use entity::{GroupChangeKind, GroupType, definition_group, load_run, load_run_file};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
     TransactionTrait,
 };
 
-use crate::apply::{self, GroupSpec};
-use crate::diff::{Desired, GroupDiff, Stored, diff};
+use crate::apply::{self, GroupChangeRow, GroupSpec};
+use crate::diff::{Desired, GroupDiff, Stored, diff, patch};
 use crate::error::LoadError;
 use crate::guard::{self, Guards};
 use crate::lock::{self, WriteLock};
@@ -83,7 +83,31 @@ pub enum Outcome {
     Rejected(String),
     /// Read when its turn comes, inside the run: only one group's rows are in memory at once.
     Deferred(Box<dyn FnOnce() -> Outcome + Send>),
+    /// A rollback's: the group as it was before the run rolled back.
+    Restore(Restore),
 }
+
+/// What a rollback puts back in one group: computed from the change records it undoes, so it
+/// names only what they touched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restore {
+    /// The group's description and metadata, or `None` when the group must not exist (its
+    /// members then go too).
+    pub group: Option<RestoredGroup>,
+    /// Members to put back as they were; `None` removes the symbol. Members not named stay.
+    pub members: BTreeMap<Symbol, Option<Desired>>,
+}
+
+/// A group's own fields as a rollback restores them, exactly (a `None` is written as null).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoredGroup {
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `load_runs.kind` of a rollback. Its file records say `rolled_back`, with the MD5 of the
+/// group's input before the run it rolled back (incremental loads compare files with it).
+pub const ROLLBACK_KIND: &str = "rollback";
 
 /// An input whose deferred read may be under way on a blocking thread.
 struct ReadAhead {
@@ -366,6 +390,7 @@ async fn apply_all(
     let remove_gone = req.effective_mode() == Mode::Full;
     let now = Utc::now();
     let mut changed = false;
+    let mut group_changes = Vec::new();
     let mut files = Vec::with_capacity(inputs.len());
     // One input is read ahead, on a blocking thread, while the database applies the one
     // before it: reading and applying overlap, and at most two groups' rows are held at once.
@@ -376,7 +401,10 @@ async fn apply_all(
         let input = pending.finish().await;
         let existing = stored_groups.get(&input.group_name);
         // Only an input that will be diffed needs its group's stored members.
-        let to_diff = matches!(input.outcome, Outcome::Parsed(_) | Outcome::Deferred(_));
+        let to_diff = matches!(
+            input.outcome,
+            Outcome::Parsed(_) | Outcome::Deferred(_) | Outcome::Restore(_)
+        );
         let stored = match (existing, &txn) {
             (Some(g), Some((t, _, _))) if to_diff => store::group_memberships(*t, g.id).await?,
             (Some(g), None) if to_diff => store::group_memberships(db, g.id).await?,
@@ -384,7 +412,9 @@ async fn apply_all(
         };
         let (report, plan) = plan(input, existing, stored, req);
         if let (Some(plan), Some((t, run_id, _))) = (plan, &txn) {
-            changed |= apply_plan(*t, req, *run_id, &plan, now).await?;
+            let (applied, group_change) = apply_plan(*t, req, *run_id, &plan, now).await?;
+            changed |= applied;
+            group_changes.extend(group_change);
         }
         files.push(report);
     }
@@ -406,13 +436,7 @@ async fn apply_all(
             members: diff.removed.len(),
         });
         if let Some((t, run_id, _)) = &txn {
-            apply::record_changes(
-                *t,
-                *run_id,
-                apply::change_rows(req.group_type, &g.name, &diff).collect::<Vec<_>>(),
-            )
-            .await?;
-            apply::delete_group(*t, g.id).await?;
+            group_changes.push(remove_group(*t, req.group_type, *run_id, g, &diff).await?);
             changed = true;
         }
     }
@@ -434,6 +458,7 @@ async fn apply_all(
     };
     report.total();
     if let Some((t, run_id, started_at)) = txn {
+        apply::record_group_changes(t, run_id, group_changes).await?;
         if changed {
             report.data_version = Some(apply::bump_data_version(t, env, now).await?);
         }
@@ -449,6 +474,8 @@ struct Plan {
     description: Option<String>,
     metadata: Option<serde_json::Value>,
     diff: GroupDiff,
+    /// Remove the group (a rollback of the run that made it); `diff` removes its members.
+    remove: bool,
 }
 
 fn plan(
@@ -490,6 +517,9 @@ fn plan(
             report.status = FileStatus::Rejected;
             report.error = Some(format!("{}: could not be read", report.file_name));
             return (report, None);
+        }
+        Outcome::Restore(restore) => {
+            return plan_restore(report, input.group_name, restore, existing, &stored);
         }
         Outcome::Parsed(parsed) => parsed,
     };
@@ -550,22 +580,105 @@ fn plan(
         description,
         metadata,
         diff,
+        remove: false,
     };
     (report, Some(plan))
 }
 
-/// Applies one group's plan and records its changes; returns whether anything changed.
+/// A rollback's plan for one group: `Unchanged` when the group is already as it was.
+fn plan_restore(
+    mut report: FileReport,
+    group_name: String,
+    restore: Restore,
+    existing: Option<&definition_group::Model>,
+    stored: &BTreeMap<Symbol, Stored>,
+) -> (FileReport, Option<Plan>) {
+    let Some(target) = restore.group else {
+        let Some(group) = existing else {
+            report.status = FileStatus::Unchanged;
+            return (report, None);
+        };
+        let diff = diff(&BTreeMap::new(), stored);
+        report.counts = Counts {
+            deleted: diff.removed.len(),
+            ..Counts::default()
+        };
+        let plan = Plan {
+            group_name,
+            existing: Some(group.clone()),
+            description: None,
+            metadata: None,
+            diff,
+            remove: true,
+        };
+        return (report, Some(plan));
+    };
+    let diff = patch(&restore.members, stored);
+    let group_changed = existing
+        .is_none_or(|g| g.description != target.description || g.metadata != target.metadata);
+    report.holdings = diff.unchanged + diff.updated.len() + diff.added.len();
+    report.rows_read = report.holdings;
+    report.counts = Counts {
+        created: diff.added.len(),
+        updated: diff.updated.len(),
+        reweighted: diff.reweighted(),
+        deleted: diff.removed.len(),
+        unchanged: diff.unchanged,
+    };
+    report.description = target.description.clone();
+    if diff.is_empty() && !group_changed {
+        report.status = FileStatus::Unchanged;
+        return (report, None);
+    }
+    let plan = Plan {
+        group_name,
+        existing: existing.cloned(),
+        description: target.description,
+        metadata: target.metadata,
+        diff,
+        remove: false,
+    };
+    (report, Some(plan))
+}
+
+/// Applies one group's plan and records its membership changes; returns whether anything
+/// changed and the group's own change, recorded with the others at the end of the run.
 async fn apply_plan(
     txn: &impl ConnectionTrait,
     req: &SyncRequest,
     run_id: i32,
     plan: &Plan,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let group_changed = plan
-        .existing
-        .as_ref()
-        .is_none_or(|g| g.description != plan.description || g.metadata != plan.metadata);
+) -> Result<(bool, Option<GroupChangeRow>), DbErr> {
+    if plan.remove
+        && let Some(group) = &plan.existing
+    {
+        let change = remove_group(txn, req.group_type, run_id, group, &plan.diff).await?;
+        return Ok((true, Some(change)));
+    }
+    let group_change = match &plan.existing {
+        None => Some(GroupChangeRow {
+            group_type: req.group_type,
+            group_name: plan.group_name.clone(),
+            change: GroupChangeKind::Created,
+            old_description: None,
+            old_metadata: None,
+            new_description: plan.description.clone(),
+            new_metadata: plan.metadata.clone(),
+        }),
+        Some(g) if g.description != plan.description || g.metadata != plan.metadata => {
+            Some(GroupChangeRow {
+                group_type: req.group_type,
+                group_name: plan.group_name.clone(),
+                change: GroupChangeKind::Updated,
+                old_description: g.description.clone(),
+                old_metadata: g.metadata.clone(),
+                new_description: plan.description.clone(),
+                new_metadata: plan.metadata.clone(),
+            })
+        }
+        Some(_) => None,
+    };
     let group_id = apply::upsert_group(
         txn,
         plan.existing.as_ref(),
@@ -585,7 +698,33 @@ async fn apply_plan(
     let changes: Vec<_> =
         apply::change_rows(req.group_type, &plan.group_name, &plan.diff).collect();
     apply::record_changes(txn, run_id, changes).await?;
-    Ok(group_changed || !plan.diff.is_empty())
+    Ok((
+        group_change.is_some() || !plan.diff.is_empty(),
+        group_change,
+    ))
+}
+
+/// Removes a group and its members (`diff` removes them all), recording the members as
+/// `removed` changes; returns the group's own change record, to be written with the others.
+async fn remove_group(
+    txn: &impl ConnectionTrait,
+    group_type: GroupType,
+    run_id: i32,
+    group: &definition_group::Model,
+    diff: &GroupDiff,
+) -> Result<GroupChangeRow, DbErr> {
+    let changes: Vec<_> = apply::change_rows(group_type, &group.name, diff).collect();
+    apply::record_changes(txn, run_id, changes).await?;
+    apply::delete_group(txn, group.id).await?;
+    Ok(GroupChangeRow {
+        group_type,
+        group_name: group.name.clone(),
+        change: GroupChangeKind::Removed,
+        old_description: group.description.clone(),
+        old_metadata: group.metadata.clone(),
+        new_description: None,
+        new_metadata: None,
+    })
 }
 
 /// Records the run's files and finishes its record, inside the run's transaction.
@@ -596,6 +735,7 @@ async fn finish(
     started_at: DateTime<Utc>,
     report: &mut LoadReport,
 ) -> Result<(), DbErr> {
+    let rollback = req.kind == ROLLBACK_KIND;
     let file_rows = report.files.iter().map(|f| load_run_file::ActiveModel {
         id: NotSet,
         run_id: Set(run_id),
@@ -603,8 +743,19 @@ async fn finish(
         group_type: Set(req.group_type.as_str().to_owned()),
         group_name: Set(f.group_name.clone()),
         shape: Set(f.shape.map(str::to_owned)),
-        md5: Set(Some(f.md5.clone())),
-        status: Set(f.status.as_str().to_owned()),
+        // A rollback's row stands for the input its group is back to: the one loaded before
+        // the run rolled back (none when there was none), so an incremental load compares
+        // the file on disk with that and reloads a file that was rolled back.
+        md5: Set(if rollback {
+            Some(f.md5.clone()).filter(|m| !m.is_empty())
+        } else {
+            Some(f.md5.clone())
+        }),
+        status: Set(if rollback {
+            "rolled_back".to_owned()
+        } else {
+            f.status.as_str().to_owned()
+        }),
         rows_read: Set(count(f.rows_read)),
         rows_loaded: Set(count(f.holdings)),
         rows_skipped: Set(count(f.skipped_total())),

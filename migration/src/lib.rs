@@ -12,6 +12,7 @@ mod m20261124_000006_create_data_versions;
 mod m20261201_000007_rename_load_runs_outcome_to_state;
 mod m20261201_000008_byte_order_keys_on_postgres;
 mod m20261201_000009_drop_bulk_foreign_keys;
+mod m20261201_000010_change_records_for_undo;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_rename_load_runs_outcome_to_state::Migration),
             Box::new(m20261201_000008_byte_order_keys_on_postgres::Migration),
             Box::new(m20261201_000009_drop_bulk_foreign_keys::Migration),
+            Box::new(m20261201_000010_change_records_for_undo::Migration),
         ]
     }
 }

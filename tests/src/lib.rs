@@ -169,6 +169,11 @@ impl TestApp {
             entity::membership_change::Column::Id
         );
         rows!(
+            "group_changes",
+            entity::group_change::Entity,
+            entity::group_change::Column::Id
+        );
+        rows!(
             "data_versions",
             entity::data_version::Entity,
             entity::data_version::Column::Environment
@@ -183,6 +188,58 @@ impl TestApp {
         all.remove("load_runs");
         all.remove("load_run_files");
         all
+    }
+
+    /// The graph as stored, without ids and timestamps: every group (type, name, description,
+    /// metadata) and every membership (its group's type and name, symbol, weight, metadata), each
+    /// sorted. Equal exactly when the stored graph is, whatever rows were deleted and inserted.
+    pub async fn stored_graph(&self) -> (Vec<String>, Vec<String>) {
+        let groups = entity::definition_group::Entity::find()
+            .all(&self.db)
+            .await
+            .expect("groups");
+        let names: BTreeMap<i32, String> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.id,
+                    format!("{} {} {}", g.environment, g.group_type, g.name),
+                )
+            })
+            .collect();
+        let mut group_rows: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{} {:?} {:?}", names[&g.id], g.description, g.metadata))
+            .collect();
+        group_rows.sort();
+        let mut member_rows: Vec<String> = entity::group_membership::Entity::find()
+            .all(&self.db)
+            .await
+            .expect("members")
+            .into_iter()
+            .map(|m| {
+                format!(
+                    "{} {} {:?} {:?}",
+                    names.get(&m.group_id).map_or("(no group)", String::as_str),
+                    m.symbol,
+                    m.weight,
+                    m.metadata
+                )
+            })
+            .collect();
+        member_rows.sort();
+        (group_rows, member_rows)
+    }
+
+    /// Every row of a raw SQL query.
+    pub async fn rows(&self, sql: &str) -> Vec<sea_orm::QueryResult> {
+        self.db
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")
     }
 
     /// Runs a scalar `SELECT COUNT(*) ...` (or any single integer) query.

@@ -21,7 +21,7 @@ fn holdings_of(app: &TestApp, files: &[&str]) -> PathBuf {
 }
 
 /// Runs `holdgraph [GLOBAL...] --holdings-dir DIR load-etf-holdings --json ARGS...`.
-async fn load_etfs(app: &TestApp, global: &[&str], dir: &Path, args: &[&str]) -> Output {
+pub(crate) async fn load_etfs(app: &TestApp, global: &[&str], dir: &Path, args: &[&str]) -> Output {
     let dir = dir.display().to_string();
     let mut all: Vec<&str> = global.to_vec();
     all.extend(["--holdings-dir", &dir, "load-etf-holdings", "--json"]);
@@ -30,7 +30,7 @@ async fn load_etfs(app: &TestApp, global: &[&str], dir: &Path, args: &[&str]) ->
 }
 
 /// The JSON report a `--json` run printed.
-fn report(out: &Output) -> Value {
+pub(crate) fn report(out: &Output) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "no JSON report ({e}): exit {}\nstdout: {}\nstderr: {}",

@@ -101,7 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         persisted: PersistedQueries::new(PERSISTED_QUERY_BYTES),
     };
     Router::new()
-        .route("/graphql", post(graphql_post).get(graphql_get))
+        .route("/graphql", post(graphql_post).get(graphql_get_or_subscribe))
         .merge(crate::graphiql::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -113,7 +113,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.body_limit_bytes,
         ))
-        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
+        // `/graphql` POST reads its body itself, up to the limit of its kind (`body_limit`).
+        .layer(RequestBodyLimitLayer::new(
+            settings.body_limit_bytes.max(upload_limit(&app.state)),
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
@@ -315,28 +318,51 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> 
     Ok(())
 }
 
+/// The largest body an admin's file upload may have: the file and the request around it.
+fn upload_limit(state: &AppState) -> usize {
+    usize::try_from(state.config.max_file_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(state.settings.body_limit_bytes)
+}
+
+/// The body limit of one `/graphql` POST: `--max-body-bytes`, except for a multipart request
+/// (a file upload) with the admin token, which may carry a file up to `--max-file-bytes`.
+fn body_limit(app: &App, headers: &HeaderMap) -> (usize, &'static str) {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if multipart && is_admin(&app.state, headers) {
+        (upload_limit(&app.state), "--max-file-bytes")
+    } else {
+        (app.state.settings.body_limit_bytes, "--max-body-bytes")
+    }
+}
+
 async fn graphql_post(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
-    let body = match body {
+    let (limit, option) = body_limit(&app, &headers);
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
         Err(e) => {
-            let status = e.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "PAYLOAD_TOO_LARGE"
-            } else {
-                "BAD_REQUEST"
-            };
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the request body is larger than {} bytes (--max-body-bytes)",
-                    app.state.settings.body_limit_bytes
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let (status, code, message) = if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("the request body is larger than {limit} bytes ({option})"),
                 )
             } else {
-                e.body_text()
+                (
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    format!("the request body could not be read: {e}"),
+                )
             };
             return (status, Json(json!({"error": message, "code": code}))).into_response();
         }
@@ -348,7 +374,9 @@ async fn graphql_post(
     let parsed = async_graphql::http::receive_batch_body(
         content_type,
         futures_util::io::Cursor::new(body),
-        async_graphql::http::MultipartOptions::default(),
+        async_graphql::http::MultipartOptions::default()
+            .max_file_size(limit)
+            .max_num_files(1),
     )
     .await;
     let batch = match parsed {
@@ -401,6 +429,62 @@ async fn graphql_post(
             with_operations(json_body(body.into()), operations.join(","))
         }
     }
+}
+
+/// `GET /graphql`: a websocket upgrade serves subscriptions ([`subscribe`]); any other GET is
+/// a query ([`graphql_get`]).
+async fn graphql_get_or_subscribe(State(app): State<App>, request: Request) -> Response {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        subscribe(app, request).await
+    } else {
+        axum::handler::Handler::call(graphql_get, request, app).await
+    }
+}
+
+/// Subscriptions over a websocket, in the protocol the client asks for in
+/// `Sec-WebSocket-Protocol`: `graphql-transport-ws` (the `graphql-ws` library's) or the older
+/// `graphql-ws` (Apollo's `subscriptions-transport-ws`). Each connection gets its own run
+/// dataloader; the connection's task carries the upgrade request's span (its request id).
+async fn subscribe(app: App, request: Request) -> Response {
+    use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+    use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+    use axum::extract::FromRequestParts as _;
+    use axum::extract::ws::WebSocketUpgrade;
+    let (mut parts, _) = request.into_parts();
+    let Ok(protocol) = GraphQLProtocol::from_request_parts(&mut parts, &()).await else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "a websocket on /graphql speaks GraphQL: send `Sec-WebSocket-Protocol: \
+                          graphql-transport-ws` (or the older `graphql-ws`)",
+                "code": "BAD_REQUEST",
+            })),
+        )
+            .into_response();
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let caller = Caller {
+        admin: is_admin(&app.state, &parts.headers),
+    };
+    let data = crate::graphql::subscription::connection_data(&app.state, caller);
+    let schema = app.schema.clone();
+    let span = tracing::Span::current();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .with_data(data)
+                .serve()
+                .instrument(span)
+        })
 }
 
 /// `GET /graphql` parameters, as GraphQL over HTTP names them (`variables` and `extensions`

@@ -5,10 +5,12 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod search;
 pub mod serve;
 pub mod snapshot;
@@ -50,7 +52,9 @@ pub async fn run(
     let result = async {
         let db = db::connect(&cli.config.database_url).await?;
         let mut io = Io { out, err, progress };
-        let exit = cli::dispatch(&cli.command, &cli.config, &db, &mut io).await;
+        // Boxed: the largest command's future is big, and on the caller's stack it would
+        // overflow a debug build's test thread.
+        let exit = Box::pin(cli::dispatch(&cli.command, &cli.config, &db, &mut io)).await;
         db.close().await.ok();
         exit
     }

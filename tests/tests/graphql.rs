@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use holdgraph::state::{AppState, ServerSettings};
 use http_body_util::BodyExt;
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tests::{TestApp, dataset_holdings, project_dir};
 use tower::ServiceExt;
@@ -134,16 +133,6 @@ pub(crate) fn code(response: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error code in {response}"))
 }
 
-async fn sql_rows(app: &TestApp, sql: &str) -> Vec<sea_orm::QueryResult> {
-    app.db
-        .query_all_raw(sea_orm::Statement::from_string(
-            app.db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await
-        .expect("query")
-}
-
 #[tokio::test]
 async fn traversal_results_equal_independent_sql() {
     let app = TestApp::new().await;
@@ -169,9 +158,7 @@ async fn traversal_results_equal_independent_sql() {
             )
         })
         .collect();
-    let expected: Vec<(String, f64)> = sql_rows(
-        &app,
-        "SELECT g.name, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+    let expected: Vec<(String, f64)> = app.rows("SELECT g.name, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
          WHERE m.symbol = 'AAPL' AND g.type = 'ETF' ORDER BY m.weight DESC, g.name",
     )
     .await
@@ -199,9 +186,7 @@ async fn traversal_results_equal_independent_sql() {
             )
         })
         .collect();
-    let expected: Vec<(String, f64)> = sql_rows(
-        &app,
-        "SELECT m.symbol, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+    let expected: Vec<(String, f64)> = app.rows("SELECT m.symbol, m.weight FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
          WHERE g.name = 'SPY' AND g.type = 'ETF' ORDER BY m.weight DESC, m.symbol LIMIT 25",
     )
     .await
@@ -236,9 +221,7 @@ async fn traversal_results_equal_independent_sql() {
     let distinct: BTreeSet<&String> = seen.iter().collect();
     assert_eq!(seen.len(), 3482);
     assert_eq!(distinct.len(), seen.len(), "no duplicate");
-    let expected: BTreeSet<String> = sql_rows(
-        &app,
-        "SELECT m.symbol FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+    let expected: BTreeSet<String> = app.rows("SELECT m.symbol FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
          WHERE g.name = 'VTI' AND g.type = 'ETF'",
     )
     .await
@@ -320,7 +303,7 @@ async fn mutations_need_the_admin_token() {
     let app = TestApp::new().await;
     let holdings = dataset_holdings();
     setup(&app, &holdings).await;
-    let mutation = "mutation { loadUniverses(mode: INCREMENTAL) { ok exitCode text } }";
+    let mutation = "mutation { loadUniverses(mode: INCREMENTAL) { ok text } }";
 
     let (_, closed) = server(&app, &holdings, None).await;
     let r = gql(&closed, mutation, Some(TOKEN)).await;
@@ -364,7 +347,7 @@ async fn mutations_need_the_admin_token() {
 }
 
 #[tokio::test]
-async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
+async fn set_stock_sector_stores_the_key_and_is_served_at_once() {
     let app = TestApp::new().await;
     let holdings = dataset_holdings();
     setup(&app, &holdings).await;
@@ -376,11 +359,18 @@ async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
     );
     let r = gql(
         &router,
-        r#"mutation { setStockSector(symbol: "aapl", sector: "Health Care", industry: "Devices") { ok text } }"#,
+        r#"mutation { setStockSector(symbol: "aapl", sector: "Health Care", industry: "Devices") {
+            symbol sector sectorName resolvedFrom held enrichment { run { ok runId } } } }"#,
         Some(TOKEN),
     )
     .await;
-    assert_eq!(r["data"]["setStockSector"]["ok"], true, "{r}");
+    let set = &r["data"]["setStockSector"];
+    assert_eq!(set["symbol"], "AAPL", "{r}");
+    assert_eq!(set["sector"], "health_care", "the key is stored: {r}");
+    assert_eq!(set["sectorName"], "Health Care", "{r}");
+    assert_eq!(set["resolvedFrom"], "Health Care", "{r}");
+    assert_eq!(set["held"], true, "{r}");
+    assert_eq!(set["enrichment"]["run"]["ok"], true, "{r}");
     let after = gql(
         &router,
         r#"{ stock(symbol: "AAPL") { sectorKey sector { displayName } sectorSource industry } }"#,
@@ -399,7 +389,7 @@ async fn set_stock_sector_runs_the_cli_code_and_is_served_at_once() {
     assert_eq!(after["data"]["stock"]["industry"], "Devices");
     let bad = gql(
         &router,
-        r#"mutation { setStockSector(symbol: "AAPL") { ok } }"#,
+        r#"mutation { setStockSector(symbol: "AAPL") { sector } }"#,
         Some(TOKEN),
     )
     .await;
@@ -586,8 +576,8 @@ async fn analytics_agree_with_the_tables() {
         &router,
         r#"{ overlap(a: "SPY", b: "QQQ") { common overlapWeight } holders(symbol: "NVDA", first: 3) { weight group { name } }
             exposure(group: "XLK", by: SECTOR) { key members weight } symbols(groups: ["dow30", "XLE"])
-            stats { etfs sectors themes universes stocks } loadRuns(first: 2) { kind state }
-            changes(group: "SPY") { symbol change } }"#,
+            stats { etfs sectors themes universes stocks } loadRuns(first: 2) { nodes { kind state } }
+            changes(group: "SPY", first: 100) { nodes { symbol change } } }"#,
         None,
     )
     .await;
@@ -611,9 +601,9 @@ async fn analytics_agree_with_the_tables() {
     assert_eq!(d["symbols"].as_array().map(|s| s.len() as i64), Some(union));
     assert_eq!(d["stats"]["etfs"], 37);
     assert_eq!(d["stats"]["stocks"], 3810);
-    assert_eq!(d["loadRuns"].as_array().map(Vec::len), Some(2));
+    assert_eq!(d["loadRuns"]["nodes"].as_array().map(Vec::len), Some(2));
     assert_eq!(
-        d["changes"].as_array().map(|c| c.len() as i64),
+        d["changes"]["nodes"].as_array().map(|c| c.len() as i64),
         Some(
             100.min(
                 app.count("SELECT COUNT(*) FROM membership_changes WHERE group_name = 'SPY'")

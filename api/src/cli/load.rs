@@ -3,11 +3,12 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use entity::GroupType;
-use loader::{LoadReport, LoadRequest, Mode};
+use loader::{LoadReport, Mode};
 use sea_orm::DatabaseConnection;
 
 use super::{Exit, Io};
 use crate::config::Config;
+use crate::ops::{self, LoadOptions};
 
 /// The mode and output options every data-changing command shares.
 #[derive(Args, Debug, Clone, Default)]
@@ -99,20 +100,15 @@ pub async fn run(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let request = LoadRequest {
+    let options = LoadOptions {
         group_type,
+        only,
         mode: args.run_mode(),
         dry_run: args.is_dry_run(),
-        only,
-        dir: config.holdings_dir.clone(),
-        environment: config.environment.clone(),
-        share_classes: Some(loader::run::share_class_list(&config.definitions_dir)),
-        funds: Some(loader::run::fund_list(&config.definitions_dir)),
-        guards: config.guards(args.force),
-        max_file_bytes: config.max_file_bytes,
+        force: args.force,
     };
     let progress = io.progress.start();
-    let report = loader::load(db, &request, progress.as_ref())
+    let report = ops::load(config, db, &options, progress.as_ref())
         .await
         .context("the load did not run")?;
     print_load(&report, args, io)

@@ -5,6 +5,7 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod query;
+pub mod rollback;
 pub mod serve;
 pub mod setup;
 
@@ -58,6 +59,9 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// The GraphQL server (runs setup first when the database is empty).
     Serve(serve::ServeArgs),
+    /// Undo one run's changes (as a new run); refused when later runs changed the same groups
+    /// unless `--force`.
+    Rollback(rollback::RollbackArgs),
 }
 
 /// What a command asks the process to exit with.
@@ -145,5 +149,6 @@ async fn run_command(
         Command::Query(args) => query::run(args, config, db, io).await,
         Command::Setup(args) => setup::run(args, config, db, io).await,
         Command::Serve(args) => serve::run(args, config, db, io).await,
+        Command::Rollback(args) => rollback::run(args, config, db, io).await,
     }
 }

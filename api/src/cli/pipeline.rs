@@ -5,26 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use loader::definitions::{DefinitionPaths, Override, Sectors, load_overrides, save_overrides};
-use loader::enrich::{EnrichRequest, enrich_sectors};
-use loader::quality::{Format, report};
-use loader::symbol::Symbol;
-use loader::{Mode, organize, validate};
+use loader::quality::Format;
 use sea_orm::DatabaseConnection;
 
 use super::load::{ModeArgs, print_load};
 use super::{Exit, Io};
 use crate::config::Config;
-
-/// Definition files of the configured folder.
-pub fn paths(config: &Config) -> DefinitionPaths {
-    DefinitionPaths::new(&config.definitions_dir)
-}
-
-/// The sector taxonomy of the configured definitions.
-pub fn sectors(config: &Config) -> anyhow::Result<Sectors> {
-    Ok(Sectors::load(&paths(config).sectors)?)
-}
+use crate::ops::{self, OpError, SetSector};
 
 /// `--dry-run` and `--json`, for commands without modes.
 #[derive(Args, Debug, Clone, Default)]
@@ -43,20 +30,7 @@ pub async fn organize_sectors(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let sectors = sectors(config)?;
-    let mode = if args.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Incremental
-    };
-    let report = organize::organize_sectors(
-        db,
-        &config.environment,
-        &sectors,
-        &paths(config).sectors.display().to_string(),
-        mode,
-    )
-    .await?;
+    let report = ops::organize_sectors(config, db, args.dry_run).await?;
     let common = ModeArgs {
         json: args.json,
         ..ModeArgs::default()
@@ -70,21 +44,8 @@ pub async fn organize_themes(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let report =
-        organize::organize_themes(db, &config.environment, &paths(config).themes, args.mode())
-            .await?;
+    let report = ops::organize_themes(config, db, args.mode()).await?;
     print_load(&report, args, io)
-}
-
-/// The enrichment request for a configuration.
-pub fn enrich_request(config: &Config, mode: Mode, forget_manual: Vec<String>) -> EnrichRequest {
-    EnrichRequest {
-        environment: config.environment.clone(),
-        mode,
-        definitions: paths(config),
-        holdings_dir: config.holdings_dir.clone(),
-        forget_manual,
-    }
 }
 
 pub async fn enrich(
@@ -93,7 +54,7 @@ pub async fn enrich(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let report = enrich_sectors(db, &enrich_request(config, args.mode(), Vec::new())).await?;
+    let report = ops::enrich(config, db, args.mode()).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *io.out, &report)?;
         writeln!(io.out)?;
@@ -121,6 +82,12 @@ pub struct SetSectorArgs {
     /// Forget the manual choice: the best other source decides again.
     #[arg(long, conflicts_with = "sector")]
     pub clear: bool,
+    /// Set it even though no group holds the symbol (a stock about to be loaded).
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was stored as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn set_sector(
@@ -129,45 +96,30 @@ pub async fn set_sector(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let sectors = sectors(config)?;
-    let paths = paths(config);
-    let symbol = Symbol::parse(&args.symbol)
-        .with_context(|| format!("{:?} is not a symbol", args.symbol))?;
-    let mut overrides = load_overrides(&paths.overrides, &sectors)?;
-    overrides.retain(|o| o.symbol != symbol.as_str());
-    let forget = if args.clear {
-        vec![symbol.as_str().to_owned()]
-    } else {
-        let wanted = args.sector.as_deref().unwrap_or_default();
-        let Some(key) = sectors.key_for(wanted) else {
-            let keys: Vec<&str> = sectors.defs.iter().map(|d| d.key.as_str()).collect();
-            writeln!(
-                io.err,
-                "error: {wanted:?} is not a sector; use one of {}",
-                keys.join(", ")
-            )?;
-            return Ok(Exit::Failure);
-        };
-        overrides.push(Override {
-            symbol: symbol.as_str().to_owned(),
-            sector: key.to_owned(),
-            industry: args.industry.clone(),
-            note: args.note.clone().or_else(|| Some("set-sector".to_owned())),
-        });
-        Vec::new()
+    let request = SetSector {
+        symbol: args.symbol.clone(),
+        sector: args.sector.clone(),
+        industry: args.industry.clone(),
+        note: args.note.clone(),
+        clear: args.clear,
+        force: args.force,
     };
-    save_overrides(&paths.overrides, &overrides)?;
-    let report = enrich_sectors(db, &enrich_request(config, Mode::Incremental, forget)).await?;
-    match &args.sector {
-        Some(sector) if !args.clear => writeln!(
-            io.out,
-            "{symbol} set to {sector} (kept in {})",
-            paths.overrides.display()
-        )?,
-        _ => writeln!(io.out, "{symbol}: manual sector cleared")?,
+    match ops::set_sector(config, db, &request).await {
+        Ok(report) if args.json => {
+            serde_json::to_writer_pretty(&mut *io.out, &report)?;
+            writeln!(io.out)?;
+            Ok(Exit::Success)
+        }
+        Ok(report) => {
+            write!(io.out, "{}", report.render())?;
+            Ok(Exit::Success)
+        }
+        Err(OpError::Invalid(why)) => {
+            writeln!(io.err, "error: {why}")?;
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(e.into()),
     }
-    write!(io.out, "{}", report.render(false))?;
-    Ok(Exit::Success)
 }
 
 pub async fn build_stock_metadata(
@@ -176,14 +128,12 @@ pub async fn build_stock_metadata(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let (report, without) =
-        loader::profile::build_stock_metadata(db, &config.environment, args.dry_run).await?;
+    let result = ops::build_stock_metadata(config, db, args.dry_run).await?;
     if args.json {
-        let value = serde_json::json!({ "report": report, "stocks_without_sector": without });
-        serde_json::to_writer_pretty(&mut *io.out, &value)?;
+        serde_json::to_writer_pretty(&mut *io.out, &result)?;
         writeln!(io.out)?;
     } else {
-        let c = &report.totals.counts;
+        let c = &result.report.totals.counts;
         writeln!(
             io.out,
             "{}Stock metadata: {} stocks updated, {} unchanged",
@@ -191,6 +141,7 @@ pub async fn build_stock_metadata(
             c.updated,
             c.unchanged
         )?;
+        let without = result.stocks_without_sector;
         if without > 0 {
             writeln!(
                 io.out,
@@ -218,7 +169,7 @@ pub async fn validate(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let result = validate::validate(db, &config.environment, &sectors(config)?).await?;
+    let result = ops::validate(config, db).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *io.out, &result)?;
         writeln!(io.out)?;
@@ -264,7 +215,7 @@ pub async fn report_command(
     db: &DatabaseConnection,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
-    let (report, _) = report(db, &config.environment, &sectors(config)?, args.detail).await?;
+    let report = ops::report(config, db, args.detail).await?;
     let format = match args.format {
         FormatArg::Console => Format::Console,
         FormatArg::Markdown => Format::Markdown,

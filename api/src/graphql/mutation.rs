@@ -1,16 +1,21 @@
-//! Mutations for admin tools: each runs the same code as its CLI twin and returns the report
-//! that command prints. They need the admin token, and writes run one at a time.
+//! Mutations for admin tools: each calls the operation its CLI twin calls ([`crate::ops`]) and
+//! returns that operation's result as a typed object. They need the admin token, and writes
+//! run one at a time.
 
-use async_graphql::{Context, Enum, Object, SimpleObject};
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, Object, SimpleObject, Upload};
+use entity::GroupType;
+use loader::Mode;
 
 use super::analytics::{CacheStats, ValidationResult, run_validation};
 use super::error::{bad_input, code, coded, internal};
+use super::group::GroupKind;
+use super::ops::{EnrichResult, LoadResult, MetadataResult, SetSectorResult};
 use super::{Caller, state};
 use crate::cache::CacheStat;
-use crate::cli::load::{EtfArgs, ModeArg, ModeArgs, UniverseArgs};
-use crate::cli::pipeline::{DryRunArgs, SetSectorArgs};
-use crate::cli::{Command, Exit, Io, ProgressStyle, dispatch};
-use crate::state::RefreshOutcome;
+use crate::ops::{self, LoadOptions, OpError, SetSector, UploadOptions};
+use crate::state::{AppState, RefreshOutcome};
 
 /// A load mode.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -24,39 +29,43 @@ pub enum LoadMode {
     DryRun,
 }
 
-impl From<LoadMode> for ModeArgs {
+impl From<LoadMode> for Mode {
     fn from(mode: LoadMode) -> Self {
-        ModeArgs {
-            mode: match mode {
-                LoadMode::Full => ModeArg::Full,
-                LoadMode::Incremental => ModeArg::Incremental,
-                LoadMode::DryRun => ModeArg::DryRun,
-            },
-            ..ModeArgs::default()
+        match mode {
+            LoadMode::Full => Mode::Full,
+            LoadMode::Incremental => Mode::Incremental,
+            LoadMode::DryRun => Mode::DryRun,
         }
     }
 }
 
-/// A file load's flags: `mode`, then `dry_run` and `force` on top.
-fn load_args(mode: LoadMode, dry_run: bool, force: bool) -> ModeArgs {
-    ModeArgs {
+/// A file load's options: `mode`, then `dry_run` and `force` on top.
+fn load_options(
+    group_type: GroupType,
+    only: Option<String>,
+    mode: LoadMode,
+    dry_run: bool,
+    force: bool,
+) -> LoadOptions {
+    LoadOptions {
+        group_type,
+        only,
+        mode: mode.into(),
         dry_run,
         force,
-        ..mode.into()
     }
 }
 
-/// What a command printed.
+/// What `uploadHoldings` did.
 #[derive(SimpleObject)]
-pub struct CommandResult {
-    /// The command succeeded (exit code 0).
-    pub ok: bool,
-    /// The CLI's exit code: 0 success, 1 a file rejected or a check failed.
-    pub exit_code: i32,
-    /// The report, exactly as the CLI prints it (errors after it).
-    pub text: String,
-    /// The data version served after the command.
-    pub data_version: i64,
+pub struct UploadResult {
+    /// The load of the uploaded file.
+    pub load: LoadResult,
+    /// The file's name in the holdings folder (`xlk_holdings.csv`) now that it is kept there;
+    /// null when it was not kept (rejected, held back, or a dry run).
+    pub stored_as: Option<String>,
+    /// Whether it replaced the group's previous file.
+    pub replaced: bool,
 }
 
 /// The result of refreshing caches.
@@ -104,8 +113,11 @@ fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<()> {
     Ok(())
 }
 
-/// Runs a CLI command in process, one write at a time, and serves its result at once.
-async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<CommandResult> {
+/// The state for a write: the caller is an admin, the database is up and no other write of
+/// this server is running (others, from other processes, wait for the database-wide lock).
+async fn begin_write<'a>(
+    ctx: &Context<'a>,
+) -> async_graphql::Result<(&'a AppState, tokio::sync::MutexGuard<'a, ()>)> {
     require_admin(ctx)?;
     let state = state(ctx)?;
     if !state.database_health().0 {
@@ -115,50 +127,40 @@ async fn run(ctx: &Context<'_>, command: Command) -> async_graphql::Result<Comma
              still answered from the last snapshot)",
         ));
     }
-    let Ok(_guard) = state.load_lock.try_lock() else {
+    let Ok(guard) = state.load_lock.try_lock() else {
         return Err(coded(
             code::CONFLICT,
             "another load is running; try again when it has finished",
         ));
     };
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let result = {
-        let mut io = Io {
-            out: &mut out,
-            err: &mut err,
-            progress: ProgressStyle::Quiet,
-        };
-        dispatch(&command, &state.config, &state.db, &mut io).await
-    };
-    // Serve what the command committed before answering it.
+    Ok((state, guard))
+}
+
+/// Serves what an operation committed before answering it, and maps its error to a code:
+/// loader errors name files and lines, never SQL; database errors are logged only.
+async fn finish_write<T>(state: &AppState, result: Result<T, OpError>) -> async_graphql::Result<T> {
     state.sync_version(false).await.map_err(internal)?;
-    let exit = result.map_err(|e| {
-        // Loader errors name files and lines, never SQL; database errors are logged only.
-        let busy = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<loader::LoadError>(),
-                Some(loader::LoadError::Lock(
-                    loader::lock::LockError::Busy { .. }
-                ))
-            )
-        });
-        if busy {
-            coded(code::CONFLICT, format!("{e:#}"))
-        } else if e.chain().any(|c| c.is::<sea_orm::DbErr>()) {
-            internal(format!("{e:#}"))
-        } else {
-            bad_input(format!("{e:#}"))
-        }
-    })?;
-    let mut text = String::from_utf8_lossy(&out).into_owned();
-    text.push_str(&String::from_utf8_lossy(&err));
-    Ok(CommandResult {
-        ok: exit == Exit::Success,
-        exit_code: i32::from(exit.code()),
-        text,
-        data_version: state.version(),
+    result.map_err(|e| match e {
+        OpError::Busy(message) => coded(code::CONFLICT, message),
+        OpError::Invalid(message) => bad_input(message),
+        OpError::Refused(message) => coded(code::REFUSED, message),
+        e if e.is_database() => internal(format!("{e:#}")),
+        OpError::Failed(e) => bad_input(format!("{e:#}")),
     })
+}
+
+/// Runs a file load.
+async fn load(ctx: &Context<'_>, options: LoadOptions) -> async_graphql::Result<LoadResult> {
+    let (state, _guard) = begin_write(ctx).await?;
+    // Subscribers of `runProgress` see each file as it is read, then the result, sent once
+    // the new data is served.
+    let sink = state
+        .events
+        .progress(loader::run::kind_key(options.group_type));
+    let result = ops::load(&state.config, &state.db, &options, &sink).await;
+    let report = Arc::new(finish_write(state, result).await?);
+    sink.finish(&report);
+    Ok((&*report).into())
 }
 
 /// Admin operations: each needs `Authorization: Bearer <admin token>`, and writes run one at a
@@ -184,12 +186,76 @@ impl Mutation {
                     replaced, its total weight moved)."
         )]
         force: bool,
-    ) -> async_graphql::Result<CommandResult> {
-        let args = EtfArgs {
-            common: load_args(mode, dry_run, force),
-            etf,
+    ) -> async_graphql::Result<LoadResult> {
+        load(ctx, load_options(GroupType::Etf, etf, mode, dry_run, force)).await
+    }
+
+    /// Sends a provider file and loads it as one group's input (the GraphQL multipart request
+    /// spec: `operations`, `map`, then the file). It is checked exactly like a file in the
+    /// holdings folder. Rejected, held back or a dry run: nothing changes, neither the data nor
+    /// the holdings folder. Accepted: it replaces the group's file there (written beside it,
+    /// then renamed) and is loaded in the same call.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_holdings(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The CSV file, in any shape a load reads.")] file: Upload,
+        #[graphql(desc = "ETF (default) or UNIVERSE.", default_with = "GroupKind::Etf")]
+        kind: GroupKind,
+        #[graphql(desc = "The group the file is the input of (`SPY`, `sp500`).")] group: String,
+        #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
+        #[graphql(
+            default,
+            desc = "Check and report what the load would do; keep nothing."
+        )]
+        dry_run: bool,
+        #[graphql(default, desc = "Apply it even if a guard holds it back.")] force: bool,
+    ) -> async_graphql::Result<UploadResult> {
+        let value = file
+            .value(ctx)
+            .map_err(|e| bad_input(format!("no file: {e}")))?;
+        let options = UploadOptions {
+            group_type: kind.into(),
+            group,
+            file_name: Some(value.filename.clone()),
+            mode: mode.into(),
+            dry_run,
+            force,
         };
-        run(ctx, Command::LoadEtfHoldings(args)).await
+        let (state, _guard) = begin_write(ctx).await?;
+        let sink = state
+            .events
+            .progress(loader::run::kind_key(options.group_type));
+        let result =
+            ops::upload(&state.config, &state.db, &options, value.into_read(), &sink).await;
+        let uploaded = finish_write(state, result).await?;
+        sink.finish(&Arc::new(uploaded.report.clone()));
+        Ok(UploadResult {
+            load: (&uploaded.report).into(),
+            stored_as: uploaded.stored_as,
+            replaced: uploaded.replaced,
+        })
+    }
+
+    /// `holdgraph rollback`: every group a run touched goes back to its state before it
+    /// (members, weights, metadata; a group it created is removed, one it removed comes back),
+    /// recorded as a new run of kind `rollback`. Refused (`REFUSED`) when a later run changed
+    /// the same groups, unless `force`, which undoes those later changes too.
+    async fn rollback_run(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The run to undo (`loadRuns`, or a load's `runId`).")] id: i32,
+        #[graphql(default, desc = "Report what the rollback would do; write nothing.")]
+        dry_run: bool,
+        #[graphql(
+            default,
+            desc = "Roll back even when later runs changed the same groups."
+        )]
+        force: bool,
+    ) -> async_graphql::Result<LoadResult> {
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::rollback(&state.config, &state.db, id, dry_run, force).await;
+        Ok((&finish_write(state, result).await?).into())
     }
 
     /// `holdgraph load-universes`: every universe file, or one with `universe`.
@@ -210,12 +276,9 @@ impl Mutation {
                     replaced)."
         )]
         force: bool,
-    ) -> async_graphql::Result<CommandResult> {
-        let args = UniverseArgs {
-            common: load_args(mode, dry_run, force),
-            universe,
-        };
-        run(ctx, Command::LoadUniverses(args)).await
+    ) -> async_graphql::Result<LoadResult> {
+        let options = load_options(GroupType::Universe, universe, mode, dry_run, force);
+        load(ctx, options).await
     }
 
     /// `holdgraph enrich-sectors`.
@@ -227,8 +290,10 @@ impl Mutation {
             desc = "How to enrich (default INCREMENTAL; DRY_RUN writes nothing)."
         )]
         mode: LoadMode,
-    ) -> async_graphql::Result<CommandResult> {
-        run(ctx, Command::EnrichSectors(mode.into())).await
+    ) -> async_graphql::Result<EnrichResult> {
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::enrich(&state.config, &state.db, mode.into()).await;
+        Ok((&finish_write(state, result).await?).into())
     }
 
     /// `holdgraph organize-sectors`.
@@ -236,12 +301,10 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(default, desc = "Report what would change; write nothing.")] dry_run: bool,
-    ) -> async_graphql::Result<CommandResult> {
-        let args = DryRunArgs {
-            dry_run,
-            json: false,
-        };
-        run(ctx, Command::OrganizeSectors(args)).await
+    ) -> async_graphql::Result<LoadResult> {
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::organize_sectors(&state.config, &state.db, dry_run).await;
+        Ok((&finish_write(state, result).await?).into())
     }
 
     /// `holdgraph organize-themes`.
@@ -249,8 +312,10 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(default, desc = "How to load (default INCREMENTAL).")] mode: LoadMode,
-    ) -> async_graphql::Result<CommandResult> {
-        run(ctx, Command::OrganizeThemes(mode.into())).await
+    ) -> async_graphql::Result<LoadResult> {
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::organize_themes(&state.config, &state.db, mode.into()).await;
+        Ok((&finish_write(state, result).await?).into())
     }
 
     /// `holdgraph build-stock-metadata`.
@@ -258,37 +323,49 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(default, desc = "Report what would change; write nothing.")] dry_run: bool,
-    ) -> async_graphql::Result<CommandResult> {
-        let args = DryRunArgs {
-            dry_run,
-            json: false,
-        };
-        run(ctx, Command::BuildStockMetadata(args)).await
+    ) -> async_graphql::Result<MetadataResult> {
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::build_stock_metadata(&state.config, &state.db, dry_run).await;
+        Ok((&finish_write(state, result).await?).into())
     }
 
     /// `holdgraph set-sector`: a manual sector for a stock (or `clear: true` to forget it).
+    /// A symbol no group holds is refused unless `force`; a sector name or alias is stored as
+    /// its key, and the result says so.
+    #[allow(clippy::too_many_arguments)]
     async fn set_stock_sector(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The stock, in any spelling.")] symbol: String,
         #[graphql(
-            desc = "A sector key or name (`health_care`, `Health Care`); required unless `clear`."
+            desc = "A sector key, name or alias (`health_care`, `Health Care`, `Tech`); required \
+                    unless `clear`."
         )]
         sector: Option<String>,
         #[graphql(desc = "The industry to record with it.")] industry: Option<String>,
+        #[graphql(desc = "Why (kept in the overrides file; default `setStockSector`).")]
+        note: Option<String>,
         #[graphql(default, desc = "Forget the manual sector instead of setting one.")] clear: bool,
-    ) -> async_graphql::Result<CommandResult> {
+        #[graphql(
+            default,
+            desc = "Set it even though no group holds the symbol (a stock about to be loaded)."
+        )]
+        force: bool,
+    ) -> async_graphql::Result<SetSectorResult> {
         if sector.is_none() && !clear {
             return Err(bad_input("give a `sector`, or `clear: true`"));
         }
-        let args = SetSectorArgs {
+        let request = SetSector {
             symbol,
             sector: if clear { None } else { sector },
             industry,
-            note: Some("setStockSector".to_owned()),
+            note: note.or_else(|| Some("setStockSector".to_owned())),
             clear,
+            force,
         };
-        run(ctx, Command::SetSector(args)).await
+        let (state, _guard) = begin_write(ctx).await?;
+        let result = ops::set_sector(&state.config, &state.db, &request).await;
+        finish_write(state, result).await
     }
 
     /// `holdgraph validate`.

@@ -16,7 +16,11 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 use crate::cache::{CacheCounters, Caches};
 use crate::config::Config;
+use crate::events::Events;
 use crate::snapshot::Snapshot;
+
+/// The version of the placeholder served before the first read (see [`Snapshot::empty`]).
+const EMPTY_VERSION: i64 = -1;
 
 /// The channel loads notify on PostgreSQL (see `loader::apply::bump_data_version`).
 pub const VERSION_CHANNEL: &str = loader::apply::VERSION_CHANNEL;
@@ -88,6 +92,8 @@ pub struct AppState {
     starting: AtomicBool,
     /// Load runs already counted in the metrics.
     runs: tokio::sync::Mutex<RunWatch>,
+    /// Run progress and data changes, for subscriptions.
+    pub events: Events,
 }
 
 /// Which load runs the metrics have counted: every run up to `through`, and of the runs after
@@ -151,6 +157,7 @@ impl AppState {
             sqlite_files,
             starting: AtomicBool::new(starting),
             runs: tokio::sync::Mutex::default(),
+            events: Events::new(),
         });
         state.start_counting_runs().await?;
         state.sync_version(true).await?;
@@ -275,11 +282,16 @@ impl AppState {
                 .current
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::replace(&mut *slot, snapshot)
+            std::mem::replace(&mut *slot, snapshot.clone())
         };
         // Requests still answering from the old snapshot keep it alive; free its caches now
         // rather than when the last of them ends.
         old.caches.clear();
+        // Subscribers hear of every version after the first one read (the placeholder before
+        // it is no data version); under `building`, so in the order the versions were served.
+        if old.version != EMPTY_VERSION {
+            self.events.snapshot_swapped(&old, &snapshot);
+        }
         crate::metrics::data_version(version);
         tracing::info!(
             data.version = version,

@@ -4,13 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::GroupType;
 use loader::symbol::Symbol;
 
-use super::dataloader::{RunById, RunLoader};
 use super::error::{bad_input, internal};
 use super::group::{Group, resolve_reference};
 use super::membership::Membership;
@@ -102,39 +100,9 @@ impl Exposure {
     }
 }
 
-/// A membership change a load recorded.
-#[derive(SimpleObject)]
+/// One recorded run: a load, an organize, an enrichment, a rollback.
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
-pub struct Change {
-    /// The load run that made it (see `loadRuns`).
-    pub run_id: i32,
-    /// When the run finished.
-    pub at: Option<DateTime<Utc>>,
-    /// The member's symbol.
-    pub symbol: String,
-    /// `added`, `removed` or `reweighted`.
-    pub change: String,
-    /// The weight before (percent); null when added or unweighted.
-    pub old_weight: Option<f64>,
-    /// The weight after (percent); null when removed or unweighted.
-    pub new_weight: Option<f64>,
-}
-
-#[ComplexObject]
-impl Change {
-    /// The run that made the change (read with every other change's run in one batch).
-    async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LoadRun>> {
-        let loader = ctx.data::<DataLoader<RunLoader>>()?;
-        Ok(loader
-            .load_one(RunById(self.run_id))
-            .await
-            .map_err(internal)?
-            .map(LoadRun::from))
-    }
-}
-
-/// One recorded load.
-#[derive(SimpleObject)]
 pub struct LoadRun {
     /// The run's id (`membership_changes.run_id`).
     pub id: i32,
@@ -371,60 +339,6 @@ impl AnalyticsQuery {
         Ok((*rows).clone())
     }
 
-    /// The membership changes loads made to a group since a time (newest first).
-    #[graphql(complexity = "first.unwrap_or(100).max(0) as usize * child_complexity")]
-    async fn changes(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A group reference (`XLK`, `sp500`).")] group: String,
-        #[graphql(desc = "Only runs that finished at or after this time (RFC 3339).")]
-        since: Option<DateTime<Utc>>,
-        #[graphql(desc = "At most this many (default 100).")] first: Option<i32>,
-    ) -> async_graphql::Result<Vec<Change>> {
-        let limit = page_size(ctx, first, 100)?;
-        let g = resolve_reference(ctx, &group)?;
-        let (_, data) = g.snapshot_group();
-        let state = state(ctx)?;
-        state.count_query();
-        let rows = loader::graph::changes_to_group(
-            &state.db,
-            state.environment(),
-            data.kind,
-            &data.model.name,
-            since,
-            limit as u64,
-        )
-        .await
-        .map_err(internal)?;
-        Ok(rows
-            .into_iter()
-            .map(|c| Change {
-                run_id: c.run_id,
-                at: c.finished_at,
-                symbol: c.symbol,
-                change: c.change,
-                old_weight: c.old_weight,
-                new_weight: c.new_weight,
-            })
-            .collect())
-    }
-
-    /// The most recent load runs, newest first.
-    #[graphql(cache_control(no_cache))]
-    async fn load_runs(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "How many (default 20).")] first: Option<i32>,
-    ) -> async_graphql::Result<Vec<LoadRun>> {
-        let limit = page_size(ctx, first, 20)?;
-        let state = state(ctx)?;
-        state.count_query();
-        let rows = loader::graph::recent_runs(&state.db, state.environment(), limit as u64)
-            .await
-            .map_err(internal)?;
-        Ok(rows.into_iter().map(LoadRun::from).collect())
-    }
-
     /// Counts of the served data.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
         let state = state(ctx)?;
@@ -455,7 +369,7 @@ impl AnalyticsQuery {
         let state = state(ctx)?;
         let snap = snapshot(ctx)?;
         let report = memo(&snap.caches.checks, format!("report:{detail}"), async {
-            let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+            let sectors = crate::ops::sectors(&state.config).map_err(internal)?;
             state.count_query();
             let (report, _) =
                 loader::quality::report(&state.db, state.environment(), &sectors, detail)
@@ -631,7 +545,7 @@ fn compute_country_exposure(
 /// Runs the validation checks on the served environment.
 pub async fn run_validation(ctx: &Context<'_>) -> async_graphql::Result<ValidationResult> {
     let state = state(ctx)?;
-    let sectors = crate::cli::pipeline::sectors(&state.config).map_err(internal)?;
+    let sectors = crate::ops::sectors(&state.config).map_err(internal)?;
     let v = loader::validate::validate(&state.db, state.environment(), &sectors)
         .await
         .map_err(internal)?;

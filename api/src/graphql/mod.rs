@@ -8,24 +8,28 @@ pub mod connection;
 pub mod dataloader;
 pub mod error;
 pub mod group;
+pub mod history;
 pub mod look_through;
 pub mod membership;
 pub mod mutation;
 pub mod node;
 mod opaque;
+pub mod ops;
 pub mod search;
 pub mod stock;
+pub mod subscription;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema};
 
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use dataloader::RunLoader;
 use error::internal;
+use subscription::Subscription;
 
 /// The root query.
 #[derive(MergedObject, Default)]
@@ -35,11 +39,12 @@ pub struct Query(
     search::SearchQuery,
     node::NodeQuery,
     analytics::AnalyticsQuery,
+    history::HistoryQuery,
     look_through::LookThroughQuery,
 );
 
 /// The served schema.
-pub type GraphSchema = Schema<Query, mutation::Mutation, EmptySubscription>;
+pub type GraphSchema = Schema<Query, mutation::Mutation, Subscription>;
 
 /// Who is asking: set per request from the `Authorization` header.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +56,7 @@ pub struct Caller {
 /// Builds the schema over the state, with its depth and complexity limits.
 pub fn schema(state: Arc<AppState>) -> GraphSchema {
     let settings = &state.settings;
-    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
+    Schema::build(Query::default(), mutation::Mutation, Subscription)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
         .data(state.clone())
@@ -61,7 +66,7 @@ pub fn schema(state: Arc<AppState>) -> GraphSchema {
 /// The schema for introspection-only queries: no complexity limit and a deeper depth limit,
 /// so the standard introspection query GraphiQL and code generators send is always accepted.
 pub fn introspection_schema(state: Arc<AppState>) -> GraphSchema {
-    Schema::build(Query::default(), mutation::Mutation, EmptySubscription)
+    Schema::build(Query::default(), mutation::Mutation, Subscription)
         .limit_depth(INTROSPECTION_DEPTH)
         .data(state)
         .finish()
@@ -102,7 +107,7 @@ pub fn is_introspection(query: &str) -> bool {
 /// The schema without a server behind it: its SDL and introspection answer, every resolver
 /// that reads data fails.
 pub fn bare_schema() -> GraphSchema {
-    Schema::build(Query::default(), mutation::Mutation, EmptySubscription).finish()
+    Schema::build(Query::default(), mutation::Mutation, Subscription).finish()
 }
 
 /// The schema as SDL, as `schema.graphql` holds it.

@@ -469,3 +469,50 @@ async fn display_fields_name_stocks_sectors_and_round_sums() {
     assert_eq!(holding["stock"]["symbol"], holding["symbol"], "{r}");
     assert!(holding["stock"]["name"].is_string(), "{r}");
 }
+
+#[tokio::test]
+async fn every_etf_is_described_by_its_fund_name_and_issuer() {
+    let app = TestApp::new().await;
+    let holdings = dataset_holdings();
+    setup(&app, &holdings).await;
+    let (_, router) = server(&app, &holdings, None).await;
+    let funds: Value = serde_json::from_str(
+        &std::fs::read_to_string(tests::project_dir().join("definitions/funds.json"))
+            .expect("definitions/funds.json"),
+    )
+    .expect("funds.json is JSON");
+    let fund = |ticker: &str| {
+        funds
+            .as_array()
+            .expect("a list of funds")
+            .iter()
+            .find(|f| f["symbol"] == ticker)
+            .cloned()
+    };
+
+    let r = gql(&router, "{ etfs { name description metadata } }", None).await;
+    let etfs = r["data"]["etfs"].as_array().expect("etfs");
+    assert_eq!(etfs.len(), 37, "{r}");
+    for etf in etfs {
+        let ticker = etf["name"].as_str().expect("name");
+        let description = etf["description"].as_str().unwrap_or_default();
+        assert!(
+            !description.is_empty() && description != ticker,
+            "{ticker} is described by its ticker: {etf}"
+        );
+        assert_eq!(etf["metadata"]["fund_name"], description, "{etf}");
+        let known = fund(ticker).unwrap_or_else(|| panic!("{ticker} is not in funds.json"));
+        assert_eq!(etf["metadata"]["issuer"], known["issuer"], "{etf}");
+        // A provider export that states the fund's name wins over the definitions file; the
+        // canonical shape states none.
+        if etf["metadata"]["shape"] == "canonical" {
+            assert_eq!(description, known["name"], "{etf}");
+        }
+    }
+    let spy = gql(&router, r#"{ etf(name: "spy") { description } }"#, None).await;
+    assert_eq!(
+        spy["data"]["etf"]["description"],
+        fund("SPY").expect("SPY in funds.json")["name"],
+        "{spy}"
+    );
+}

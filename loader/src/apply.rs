@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use entity::{
     ChangeKind, GroupChangeKind, GroupType, data_version, definition_group, group_change,
-    group_membership, membership_change,
+    group_membership,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
@@ -15,7 +15,8 @@ use crate::diff::GroupDiff;
 use crate::store::CHUNK;
 use crate::symbol::Symbol;
 
-/// Rows per multi-row `INSERT` (at most ten columns: far below every bind-parameter limit).
+/// Rows per multi-row `INSERT` of group changes (nine columns: far below every
+/// bind-parameter limit).
 const INSERT_CHUNK: usize = 500;
 
 /// What a group should look like, besides its members.
@@ -95,7 +96,7 @@ pub async fn apply_diff(
     write_members(db, group_id, added, false, now).await
 }
 
-/// Writes members in multi-row statements: upserts when `upsert`, plain inserts otherwise.
+/// Writes members in bulk statements: upserts when `upsert`, plain inserts otherwise.
 async fn write_members<'a>(
     db: &impl ConnectionTrait,
     group_id: i32,
@@ -103,101 +104,73 @@ async fn write_members<'a>(
     upsert: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let mut batch = Vec::with_capacity(PG_CHUNK);
-        for (symbol, weight, metadata) in rows {
-            batch.push(PgMember {
-                s: symbol.as_str(),
-                w: weight,
-                m: metadata,
-            });
-            if batch.len() == PG_CHUNK {
-                insert_members_pg(db, group_id, std::mem::take(&mut batch), upsert, now).await?;
-            }
-        }
-        if !batch.is_empty() {
-            insert_members_pg(db, group_id, batch, upsert, now).await?;
-        }
-        return Ok(());
-    }
-    let mut batch = Vec::with_capacity(INSERT_CHUNK);
+    let mut batch = Vec::with_capacity(BULK_CHUNK);
     for (symbol, weight, metadata) in rows {
-        batch.push(group_membership::ActiveModel {
-            id: NotSet,
-            group_id: Set(group_id),
-            symbol: Set(symbol.as_str().to_owned()),
-            weight: Set(weight),
-            metadata: Set(Some(metadata.clone())),
-            added_at: Set(now),
+        batch.push(BulkMember {
+            s: symbol.as_str(),
+            w: weight,
+            m: metadata,
         });
-        if batch.len() == INSERT_CHUNK {
-            insert_members(db, std::mem::take(&mut batch), upsert).await?;
+        if batch.len() == BULK_CHUNK {
+            insert_members(db, group_id, std::mem::take(&mut batch), upsert, now).await?;
         }
     }
     if !batch.is_empty() {
-        insert_members(db, batch, upsert).await?;
+        insert_members(db, group_id, batch, upsert, now).await?;
     }
     Ok(())
 }
 
-async fn insert_members(
-    db: &impl ConnectionTrait,
-    rows: Vec<group_membership::ActiveModel>,
-    upsert: bool,
-) -> Result<(), DbErr> {
-    let insert = group_membership::Entity::insert_many(rows);
-    let insert = if upsert {
-        insert.on_conflict(
-            OnConflict::columns([
-                group_membership::Column::GroupId,
-                group_membership::Column::Symbol,
-            ])
-            .update_columns([
-                group_membership::Column::Weight,
-                group_membership::Column::Metadata,
-            ])
-            .to_owned(),
-        )
-    } else {
-        insert
-    };
-    insert.exec_without_returning(db).await?;
-    Ok(())
-}
+/// Rows per bulk statement. The rows travel as one JSON parameter, expanded in the database
+/// (`json_to_recordset` on PostgreSQL, `json_each` on SQLite), so a statement is parsed and
+/// planned once whatever its size and no row is bound parameter by parameter: a multi-row
+/// `VALUES` of a few hundred rows cost PostgreSQL more to plan than to run, and SQLite's
+/// driver more to build and bind than to insert. Weights travel as the shortest decimal text
+/// that reads back as the same double, and both databases read it back exactly.
+const BULK_CHUNK: usize = 5_000;
 
-/// Rows per PostgreSQL bulk statement: the rows travel as one JSON parameter, expanded by
-/// `json_to_recordset`, so a statement is parsed and planned once whatever its size (a
-/// multi-row `VALUES` of a few hundred rows costs more to plan than to run).
-const PG_CHUNK: usize = 5_000;
-
-/// A member as a PostgreSQL bulk statement's JSON carries it, borrowed (no copy of its
-/// metadata is made to serialise it).
+/// A member as a bulk statement's JSON carries it, borrowed (no copy of its metadata is made
+/// to serialise it).
 #[derive(serde::Serialize)]
-struct PgMember<'a> {
+struct BulkMember<'a> {
     s: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     w: Option<f64>,
     m: &'a serde_json::Value,
 }
 
-async fn insert_members_pg(
+async fn insert_members(
     db: &impl ConnectionTrait,
     group_id: i32,
-    rows: Vec<PgMember<'_>>,
+    rows: Vec<BulkMember<'_>>,
     upsert: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    const INSERT: &str = "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
-         SELECT $1, x.s, x.w, x.m, $2 \
-         FROM json_to_recordset($3::json) AS x(s text, w double precision, m json)";
-    const UPSERT: &str = " ON CONFLICT (group_id, symbol) \
-         DO UPDATE SET weight = EXCLUDED.weight, metadata = EXCLUDED.metadata";
+    let backend = db.get_database_backend();
+    let (insert, upsert_clause) = match backend {
+        DbBackend::Postgres => (
+            "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
+             SELECT $1, x.s, x.w, x.m, $2 \
+             FROM json_to_recordset($3::json) AS x(s text, w double precision, m json)",
+            " ON CONFLICT (group_id, symbol) \
+             DO UPDATE SET weight = EXCLUDED.weight, metadata = EXCLUDED.metadata",
+        ),
+        // `WHERE true`: an upsert's SELECT needs a WHERE to parse unambiguously.
+        _ => (
+            "INSERT INTO group_memberships (group_id, symbol, weight, metadata, added_at) \
+             SELECT ?, j.value ->> 's', j.value ->> 'w', j.value ->> 'm', ? \
+             FROM json_each(?) AS j WHERE true",
+            " ON CONFLICT (group_id, symbol) \
+             DO UPDATE SET weight = excluded.weight, metadata = excluded.metadata",
+        ),
+    };
     let sql = if upsert {
-        format!("{INSERT}{UPSERT}")
+        format!("{insert}{upsert_clause}")
     } else {
-        INSERT.to_owned()
+        insert.to_owned()
     };
     db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
+        backend,
         sql,
         [group_id.into(), now.into(), json_text(&rows)?.into()],
     ))
@@ -220,12 +193,15 @@ pub struct ChangeRow<'a> {
     pub new_weight: Option<f64>,
     /// The metadata before the change (`removed`, `reweighted`, `updated`).
     pub old_metadata: Option<&'a serde_json::Value>,
-    /// The metadata after it (`added`, `reweighted`, `updated`).
+    /// The metadata after it (`reweighted`, `updated`). An `added` row has none: the
+    /// membership it added holds it, and undoing it removes the membership; at a million
+    /// rows a load, recording it again cost a third of a full load's time.
     pub new_metadata: Option<&'a serde_json::Value>,
 }
 
-/// The change rows of one group's diff: each with both sides of what changed, so that it can
-/// be undone. A change of metadata alone is an `updated` row (its weights are the same).
+/// The change rows of one group's diff: each with what undoing it needs (the old side of a
+/// removal or an update). A change of metadata alone is an `updated` row (its weights are the
+/// same).
 pub fn change_rows<'a>(
     group_type: GroupType,
     group_name: &'a str,
@@ -239,7 +215,7 @@ pub fn change_rows<'a>(
         old_weight: None,
         new_weight: d.weight,
         old_metadata: None,
-        new_metadata: Some(&d.metadata),
+        new_metadata: None,
     });
     let removed = diff.removed.iter().map(move |r| ChangeRow {
         group_type,
@@ -268,88 +244,78 @@ pub fn change_rows<'a>(
     added.chain(removed).chain(updated)
 }
 
-/// Records membership changes for a run.
+/// Records membership changes for a run, in bulk statements.
 pub async fn record_changes<'a>(
     db: &impl ConnectionTrait,
     run_id: i32,
     rows: impl IntoIterator<Item = ChangeRow<'a>>,
 ) -> Result<(), DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let mut batch = Vec::with_capacity(PG_CHUNK);
-        for row in rows {
-            batch.push(PgChange {
-                t: row.group_type.as_str(),
-                g: row.group_name,
-                s: row.symbol,
-                c: row.change.as_str(),
-                o: row.old_weight,
-                n: row.new_weight,
-                om: row.old_metadata,
-                nm: row.new_metadata,
-            });
-            if batch.len() == PG_CHUNK {
-                record_changes_pg(db, run_id, std::mem::take(&mut batch)).await?;
-            }
-        }
-        if !batch.is_empty() {
-            record_changes_pg(db, run_id, batch).await?;
-        }
-        return Ok(());
-    }
-    let mut batch = Vec::with_capacity(INSERT_CHUNK);
+    let mut batch = Vec::with_capacity(BULK_CHUNK);
     for row in rows {
-        batch.push(membership_change::ActiveModel {
-            id: NotSet,
-            run_id: Set(run_id),
-            group_type: Set(row.group_type.as_str().to_owned()),
-            group_name: Set(row.group_name.to_owned()),
-            symbol: Set(row.symbol.to_owned()),
-            change: Set(row.change.as_str().to_owned()),
-            old_weight: Set(row.old_weight),
-            new_weight: Set(row.new_weight),
-            old_metadata: Set(row.old_metadata.cloned()),
-            new_metadata: Set(row.new_metadata.cloned()),
+        batch.push(BulkChange {
+            t: row.group_type.as_str(),
+            g: row.group_name,
+            s: row.symbol,
+            c: row.change.as_str(),
+            o: row.old_weight,
+            n: row.new_weight,
+            om: row.old_metadata,
+            nm: row.new_metadata,
         });
-        if batch.len() == INSERT_CHUNK {
-            membership_change::Entity::insert_many(std::mem::take(&mut batch))
-                .exec_without_returning(db)
-                .await?;
+        if batch.len() == BULK_CHUNK {
+            insert_changes(db, run_id, std::mem::take(&mut batch)).await?;
         }
     }
     if !batch.is_empty() {
-        membership_change::Entity::insert_many(batch)
-            .exec_without_returning(db)
-            .await?;
+        insert_changes(db, run_id, batch).await?;
     }
     Ok(())
 }
 
-/// A change as a PostgreSQL bulk statement's JSON carries it, borrowed.
+/// A change as a bulk statement's JSON carries it, borrowed.
 #[derive(serde::Serialize)]
-struct PgChange<'a> {
+struct BulkChange<'a> {
     t: &'a str,
     g: &'a str,
     s: &'a str,
     c: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     o: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     n: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     om: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     nm: Option<&'a serde_json::Value>,
 }
 
-async fn record_changes_pg(
+async fn insert_changes(
     db: &impl ConnectionTrait,
     run_id: i32,
-    rows: Vec<PgChange<'_>>,
+    rows: Vec<BulkChange<'_>>,
 ) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO membership_changes \
+             (run_id, group_type, group_name, symbol, change, old_weight, new_weight, \
+             old_metadata, new_metadata) \
+             SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n, x.om, x.nm FROM json_to_recordset($2::json) \
+             AS x(t text, g text, s text, c text, o double precision, n double precision, \
+             om json, nm json)"
+        }
+        _ => {
+            "INSERT INTO membership_changes \
+             (run_id, group_type, group_name, symbol, change, old_weight, new_weight, \
+             old_metadata, new_metadata) \
+             SELECT ?, j.value ->> 't', j.value ->> 'g', j.value ->> 's', j.value ->> 'c', \
+             j.value ->> 'o', j.value ->> 'n', j.value ->> 'om', j.value ->> 'nm' \
+             FROM json_each(?) AS j"
+        }
+    };
     db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO membership_changes \
-         (run_id, group_type, group_name, symbol, change, old_weight, new_weight, \
-         old_metadata, new_metadata) \
-         SELECT $1, x.t, x.g, x.s, x.c, x.o, x.n, x.om, x.nm FROM json_to_recordset($2::json) \
-         AS x(t text, g text, s text, c text, o double precision, n double precision, \
-         om json, nm json)",
+        backend,
+        sql,
         [run_id.into(), json_text(&rows)?.into()],
     ))
     .await?;

@@ -486,10 +486,12 @@ async fn touched_groups(
 }
 
 /// Whether every change record of the run keeps what undoing it needs: records made before
-/// migration m20261201_000010 have no metadata (a change made since always has one side).
+/// migration m20261201_000010 have no metadata. An `added` record needs none (undoing it
+/// removes the membership); every other change made since has at least one side.
 async fn recorded_for_undo(db: &impl ConnectionTrait, run_id: i32) -> Result<bool, DbErr> {
     let lacking = membership_change::Entity::find()
         .filter(membership_change::Column::RunId.eq(run_id))
+        .filter(membership_change::Column::Change.ne(ChangeKind::Added.as_str()))
         .filter(membership_change::Column::OldMetadata.is_null())
         .filter(membership_change::Column::NewMetadata.is_null())
         .count(db)

@@ -242,6 +242,62 @@ async fn weights_of_ten_and_more_round_trip_exactly() {
     assert_eq!(stored["NVDA"], Some(14.59997));
 }
 
+/// Weights go to the database inside JSON text (see `loader::apply`): every double, written
+/// with all its digits, must read back as exactly the same double, on both databases.
+#[tokio::test]
+async fn thousands_of_seventeen_digit_weights_round_trip_bit_for_bit() {
+    let app = TestApp::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut csv = String::from("symbol,name,weight\n");
+    let mut expected = BTreeMap::new();
+    // A fixed pseudo-random sequence (xorshift), so a failure repeats.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..3_000u32 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Between 0 and about 0.067, so the file sums to about 100 %.
+        let weight = (state >> 11) as f64 / (1u64 << 53) as f64 / 15.0;
+        let text = format!("{weight:.17e}");
+        let symbol = format!("W{}", base26(i));
+        csv.push_str(&format!("{symbol},Weight {i} Inc,{text}\n"));
+        expected.insert(symbol, text.parse::<f64>().expect("a double"));
+    }
+    std::fs::write(dir.path().join("zzw_holdings.csv"), csv).expect("write");
+    let out = app
+        .run(&[
+            "--holdings-dir",
+            &dir.path().display().to_string(),
+            "load-etf-holdings",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let stored = members(&app, "DEFAULT", "ZZW").await;
+    assert_eq!(stored.len(), expected.len());
+    for (symbol, weight) in &expected {
+        let got = stored[symbol].expect("a weight");
+        assert_eq!(
+            got.to_bits(),
+            weight.to_bits(),
+            "{symbol}: {got} != {weight}"
+        );
+    }
+}
+
+/// `0` → `A`, `25` → `Z`, `26` → `BA`: letters only, so every one is a ticker.
+fn base26(mut n: u32) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (n % 26) as u8);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
 #[tokio::test]
 async fn brkb_in_ivv_and_brk_dot_b_in_spy_are_one_stock() {
     let app = TestApp::new().await;

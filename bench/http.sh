@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"; CONNS="${2:-32}"; SOURCE="${3:-}"
-HERE="$PWD/bench"; BIN="$PWD/target/release/holdgraph"
+HERE="$PWD/bench"; BIN="${HOLDGRAPH_BIN:-$PWD/target/release/holdgraph}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 WORK="$(mktemp -d -t holdgraph-http-XXXXXX)"; chmod 755 "$WORK"
 PIDS=()
@@ -37,7 +37,7 @@ else
   "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-universes --rebuild --force > /dev/null 2>&1
 fi
 PORT=18080
-RUST_LOG=holdgraph=info LOG_FORMAT=json "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" serve --addr "127.0.0.1:$PORT" \
+RUST_LOG="${RUST_LOG:-holdgraph=info}" LOG_FORMAT=json "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" serve --addr "127.0.0.1:$PORT" \
   > "$WORK/serve.log" 2>&1 & SERVER=$!; PIDS+=($SERVER)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.1; done
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:5680/small.json" > /dev/null && break; sleep 0.1; done

@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use tests::{Output, TestApp, dataset};
 
-use crate::writes::{load_etfs, report};
+use crate::writes::{load_etfs, report, what_it_does};
 
 /// A holdings folder in the test's scratch space with copies of these dataset files only.
 fn holdings_of(app: &TestApp, files: &[&str]) -> PathBuf {
@@ -597,31 +597,6 @@ async fn the_next_incremental_load_after_a_rollback_reloads_the_file() {
     std::fs::write(dir.join("spy_holdings.csv"), &bad).expect("write");
     let out = load_out(&app, &dir, &[]).await;
     assert_eq!(file(&report(&out), "SPY")["status"], "loaded");
-}
-
-/// What a report says a rollback does, without what differs between a dry run and a real one.
-fn what_it_does(report: &Value) -> Value {
-    let files: Vec<Value> = report["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|f| {
-            json!({
-                "file_name": f["file_name"],
-                "group_name": f["group_name"],
-                "status": f["status"],
-                "md5": f["md5"],
-                "holdings": f["holdings"],
-                "counts": f["counts"],
-            })
-        })
-        .collect();
-    json!({
-        "group_type": report["group_type"],
-        "scope": report["scope"],
-        "files": files,
-        "totals": report["totals"],
-    })
 }
 
 #[tokio::test]

@@ -82,9 +82,9 @@ async fn symbols(app: &TestApp, group: &str) -> BTreeSet<String> {
     members(app, group).await.into_keys().collect()
 }
 
-/// What a report says a load does, without what differs between a dry run and a real one
-/// (run id, data version, timing).
-fn what_it_does(report: &Value) -> Value {
+/// What a report says a load or a rollback does, without what differs between a dry run and
+/// a real one (run id, data version, timing).
+pub(crate) fn what_it_does(report: &Value) -> Value {
     let files: Vec<Value> = report["files"]
         .as_array()
         .expect("files")
@@ -94,6 +94,7 @@ fn what_it_does(report: &Value) -> Value {
                 "file_name": f["file_name"],
                 "group_name": f["group_name"],
                 "status": f["status"],
+                "md5": f["md5"],
                 "error": f["error"],
                 "rows_read": f["rows_read"],
                 "holdings": f["holdings"],
@@ -104,6 +105,8 @@ fn what_it_does(report: &Value) -> Value {
         .collect();
     json!({
         "mode": report["mode"],
+        "group_type": report["group_type"],
+        "scope": report["scope"],
         "files": files,
         "removed_groups": report["removed_groups"],
         "missing_files": report["missing_files"],

@@ -122,30 +122,65 @@ pub type Row = (
     Option<String>,
 );
 
-/// A member as the database packs it: symbol, weight, name, source, industry, country.
-type Packed = (
-    String,
-    Option<Weight>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// A member as the database packs it: symbol, weight, metadata.
+type Packed = (String, Option<Weight>, Option<Meta>);
 
-/// A weight as JSON carries it: a number (PostgreSQL) or its text (SQLite).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Weight {
-    Number(f64),
-    Text(String),
+/// What the snapshot keeps of a membership's metadata (the rest is skipped unread).
+#[derive(serde::Deserialize, Default)]
+struct Meta {
+    #[serde(default, deserialize_with = "text")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    source: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    industry: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    country: Option<String>,
+}
+
+/// A metadata field as text: a string as it is, a number or flag as JSON writes it, null as
+/// nothing (a hand-edited row never stops the server from reading the graph).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize as _;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    })
+}
+
+/// A weight as JSON carries it: a number (PostgreSQL) or its text (SQLite), read without
+/// buffering (an untagged enum would copy every value to try each form in turn).
+struct Weight(Option<f64>);
+
+impl<'de> serde::Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Weight;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a weight: a number or its text")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Weight, E> {
+                Ok(Weight(Some(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Weight, E> {
+                Ok(Weight(Some(v as f64)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Weight, E> {
+                Ok(Weight(Some(v as f64)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Weight, E> {
+                Ok(Weight(v.parse().ok()))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 impl Weight {
     fn value(self) -> Option<f64> {
-        match self {
-            Self::Number(w) => Some(w),
-            Self::Text(t) => t.parse().ok(),
-        }
+        self.0
     }
 }
 
@@ -181,20 +216,22 @@ impl Snapshot {
         // more than the data when every membership was a row.
         let sql = match backend {
             DbBackend::Postgres => {
-                "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, \
-                 m.metadata ->> 'name', m.metadata ->> 'source', m.metadata ->> 'industry', \
-                 m.metadata ->> 'country'))::text \
+                "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, m.metadata))::text \
                  FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
                  WHERE g.environment = $1 GROUP BY m.group_id"
             }
-            // Weights as text with 17 significant digits, which reads back as the same double.
+            // The JSON is written by concatenation: the metadata is stored as JSON text and goes
+            // in as it is, unparsed (four json_extract calls a row were a third of the read);
+            // weights with 17 significant digits read back as the same double. Groups by
+            // `IN`, so the rows come in the (group_id, symbol) index's order and the GROUP BY
+            // needs no sort.
             _ => {
-                "SELECT m.group_id, json_group_array(json_array(m.symbol, \
-                 CASE WHEN m.weight IS NULL THEN NULL ELSE printf('%!.17g', m.weight) END, \
-                 json_extract(m.metadata, '$.name'), json_extract(m.metadata, '$.source'), \
-                 json_extract(m.metadata, '$.industry'), json_extract(m.metadata, '$.country'))) \
-                 FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
-                 WHERE g.environment = ? GROUP BY m.group_id"
+                "SELECT m.group_id, '[' || group_concat('[' || json_quote(m.symbol) || ',' || \
+                 ifnull(printf('%!.17g', m.weight), 'null') || ',' || ifnull(m.metadata, 'null') \
+                 || ']', ',') || ']' \
+                 FROM group_memberships m \
+                 WHERE m.group_id IN (SELECT id FROM definition_groups WHERE environment = ?) \
+                 GROUP BY m.group_id"
             }
         };
         let mut rows: Vec<Row> = Vec::new();
@@ -211,19 +248,23 @@ impl Snapshot {
                 let members: String = result.try_get_by_index(1)?;
                 let members: Vec<Packed> = serde_json::from_str(&members)
                     .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
-                rows.extend(members.into_iter().map(
-                    |(symbol, weight, name, source, industry, country)| {
-                        (
-                            group_id,
-                            symbol,
-                            weight.and_then(|w| w.value()),
-                            name,
-                            source,
-                            industry,
-                            country,
-                        )
-                    },
-                ));
+                rows.extend(members.into_iter().map(|(symbol, weight, metadata)| {
+                    let Meta {
+                        name,
+                        source,
+                        industry,
+                        country,
+                    } = metadata.unwrap_or_default();
+                    (
+                        group_id,
+                        symbol,
+                        weight.and_then(Weight::value),
+                        name,
+                        source,
+                        industry,
+                        country,
+                    )
+                }));
             }
         }
         let loaded = loaded_runs(&txn, backend, environment).await?;
@@ -387,7 +428,8 @@ impl Snapshot {
             });
             stock.memberships.shrink_to_fit();
         }
-        current_names(&mut out.stocks, &out.groups);
+        let spellings = Spellings::new(names.values());
+        current_names(&mut out.stocks, &out.groups, &spellings);
         out.listed = out
             .stocks
             .iter()
@@ -557,7 +599,7 @@ async fn loaded_runs(
 /// used only when no file names the stock.
 ///
 /// O(memberships × distinct names of a stock) with one reused buffer.
-fn current_names(stocks: &mut [Stock], groups: &[Group]) {
+fn current_names(stocks: &mut [Stock], groups: &[Group], spellings: &Spellings) {
     // (name, files of the latest run that give it) for one stock at a time.
     let mut tally: Vec<(&Arc<str>, usize)> = Vec::new();
     for stock in stocks.iter_mut() {
@@ -583,12 +625,14 @@ fn current_names(stocks: &mut [Stock], groups: &[Group]) {
         };
         tally.clear();
         for (_, name) in named().filter(|(run, _)| *run == latest) {
-            match tally.iter_mut().find(|(n, _)| same_name(n, name)) {
+            match tally.iter_mut().find(|(n, _)| spellings.same(n, name)) {
                 Some(entry) => entry.1 += 1,
                 None => tally.push((name, 1)),
             }
         }
-        let has_mixed = |chosen: &str| named().any(|(_, n)| same_name(n, chosen) && mixed_case(n));
+        let has_mixed = |chosen: &Arc<str>| {
+            named().any(|(_, n)| spellings.mixed(n) && spellings.same(n, chosen))
+        };
         let Some(chosen) = tally
             .iter()
             .max_by(|(a, ca), (b, cb)| {
@@ -603,8 +647,8 @@ fn current_names(stocks: &mut [Stock], groups: &[Group]) {
         // How close a spelling is to the chosen name: the same name, a longer form of it, or
         // (for a name in capitals, which providers abbreviate) one with its first word.
         let capitals = !mixed_case(&chosen);
-        let closeness = |name: &str| {
-            if same_name(name, &chosen) {
+        let closeness = |name: &Arc<str>| {
+            if spellings.same(name, &chosen) {
                 Some(2)
             } else if capitals && extends(name, &chosen) {
                 Some(1)
@@ -615,7 +659,7 @@ fn current_names(stocks: &mut [Stock], groups: &[Group]) {
             }
         };
         stock.name = named()
-            .filter_map(|(run, n)| Some((mixed_case(n), closeness(n)?, run, n)))
+            .filter_map(|(run, n)| Some((spellings.mixed(n), closeness(n)?, run, n)))
             .max_by(|a, b| {
                 (a.0, a.1, a.2)
                     .cmp(&(b.0, b.1, b.2))
@@ -623,6 +667,45 @@ fn current_names(stocks: &mut [Stock], groups: &[Group]) {
             })
             .map(|(_, _, _, n)| Arc::clone(n));
     }
+}
+
+/// What naming compares of each interned name, computed once per distinct text rather than
+/// once per comparison (at 100× a stock is named by hundreds of memberships): which names are
+/// the same name ([`same_name`], as one id per folded form) and which are in mixed case. Keyed
+/// by the address of the interned text.
+struct Spellings(HashMap<usize, (u32, bool)>);
+
+impl Spellings {
+    fn new<'a>(names: impl Iterator<Item = &'a Arc<str>>) -> Self {
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut out = HashMap::new();
+        for name in names {
+            let next = index_of(ids.len());
+            let id = *ids.entry(folded(name).collect()).or_insert(next);
+            out.insert(address(name), (id, mixed_case(name)));
+        }
+        Self(out)
+    }
+
+    /// [`same_name`], by id for interned names.
+    fn same(&self, a: &Arc<str>, b: &Arc<str>) -> bool {
+        Arc::ptr_eq(a, b)
+            || match (self.0.get(&address(a)), self.0.get(&address(b))) {
+                (Some(x), Some(y)) => x.0 == y.0,
+                _ => same_name(a, b),
+            }
+    }
+
+    /// [`mixed_case`], looked up for interned names.
+    fn mixed(&self, name: &Arc<str>) -> bool {
+        self.0
+            .get(&address(name))
+            .map_or_else(|| mixed_case(name), |&(_, mixed)| mixed)
+    }
+}
+
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>().addr()
 }
 
 /// A name's letters and digits, lower-cased, without the word `and` (files write `&` too).

@@ -99,6 +99,9 @@ pub struct FileReport {
     pub skipped: Vec<Skipped>,
     /// Why the file was rejected, with its file name and line.
     pub error: Option<String>,
+    /// The line of the file a rejection names, when it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
 }
 
 impl FileReport {

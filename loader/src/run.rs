@@ -87,7 +87,8 @@ impl Progress for Quiet {}
 enum Checked {
     Changed,
     Unchanged,
-    Rejected(String),
+    /// Why, and the line it names when the reader names one.
+    Rejected(String, Option<u64>),
 }
 
 /// Runs a load and returns its report. Rejected and held-back files are in the report (and
@@ -158,7 +159,7 @@ async fn prepare(
         let mut dotted = HashSet::new();
         let mut rows_read = 0;
         let (md5, state) = match read_bytes(source, req) {
-            Err(why) => (String::new(), Checked::Rejected(why)),
+            Err(why) => (String::new(), Checked::Rejected(why, None)),
             Ok(bytes) => {
                 let md5 = hex(&Md5::digest(&bytes));
                 let unchanged = last_md5.get(&source.group_name) == Some(&md5)
@@ -173,9 +174,10 @@ async fn prepare(
                                 crate::symbol::dotted(parsed.holdings.iter().map(|h| &h.symbol));
                             Checked::Changed
                         }
-                        Err(rejection) => {
-                            Checked::Rejected(format!("{}: {rejection}", source.file_name))
-                        }
+                        Err(rejection) => Checked::Rejected(
+                            format!("{}: {rejection}", source.file_name),
+                            rejection.line,
+                        ),
                     }
                 };
                 (md5, state)
@@ -240,7 +242,7 @@ async fn prepare(
         .map(|(source, md5, state)| {
             let outcome = match state {
                 Checked::Unchanged => Outcome::Unchanged,
-                Checked::Rejected(why) => Outcome::Rejected(why),
+                Checked::Rejected(why, line) => Outcome::Rejected(why, line),
                 Checked::Changed => {
                     let (book, funds) = (Arc::clone(&book), Arc::clone(&funds));
                     let req = req.clone();
@@ -271,17 +273,22 @@ fn reread(
 ) -> Outcome {
     let bytes = match read_bytes(source, req) {
         Ok(bytes) => bytes,
-        Err(why) => return Outcome::Rejected(why),
+        Err(why) => return Outcome::Rejected(why, None),
     };
     if hex(&Md5::digest(&bytes)) != md5 {
-        return Outcome::Rejected(format!(
-            "{}: the file changed while it was being loaded; load it again",
-            source.file_name
-        ));
+        return Outcome::Rejected(
+            format!(
+                "{}: the file changed while it was being loaded; load it again",
+                source.file_name
+            ),
+            None,
+        );
     }
     let mut parsed = match read::read(expect(req.group_type), &bytes) {
         Ok(parsed) => parsed,
-        Err(rejection) => return Outcome::Rejected(format!("{}: {rejection}", source.file_name)),
+        Err(rejection) => {
+            return Outcome::Rejected(format!("{}: {rejection}", source.file_name), rejection.line);
+        }
     };
     drop(bytes);
     let fund = funds.get(&source.group_name);

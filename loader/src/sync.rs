@@ -79,8 +79,9 @@ pub enum Outcome {
     Parsed(Parsed),
     /// Incremental: the fingerprint matches the last successful load.
     Unchanged,
-    /// Could not be read; the group keeps what it has.
-    Rejected(String),
+    /// Could not be read; the group keeps what it has. Why, and the line it names when the
+    /// reader names one.
+    Rejected(String, Option<u64>),
     /// Read when its turn comes, inside the run: only one group's rows are in memory at once.
     Deferred(Box<dyn FnOnce() -> Outcome + Send>),
     /// A rollback's: the group as it was before the run rolled back.
@@ -134,7 +135,9 @@ impl ReadAhead {
         if let Some(reading) = reading {
             input.outcome = match reading.await {
                 Ok(outcome) => outcome,
-                Err(e) => Outcome::Rejected(format!("{}: could not be read: {e}", input.file_name)),
+                Err(e) => {
+                    Outcome::Rejected(format!("{}: could not be read: {e}", input.file_name), None)
+                }
             };
         }
         input
@@ -498,6 +501,7 @@ fn plan(
         skipped_by_reason: BTreeMap::new(),
         skipped: Vec::new(),
         error: None,
+        line: None,
     };
     let outcome = match input.outcome {
         Outcome::Deferred(read) => read(),
@@ -508,9 +512,10 @@ fn plan(
             report.status = FileStatus::Unchanged;
             return (report, None);
         }
-        Outcome::Rejected(why) => {
+        Outcome::Rejected(why, line) => {
             report.status = FileStatus::Rejected;
             report.error = Some(why);
+            report.line = line;
             return (report, None);
         }
         Outcome::Deferred(_) => {

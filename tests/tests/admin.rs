@@ -234,6 +234,20 @@ async fn an_upload_rejected_or_held_back_changes_neither_the_data_nor_the_folder
     );
     assert_eq!(up["storedAs"], Value::Null);
 
+    // A rejection that points at a line says which, as a number: here the header, the third
+    // line of what was sent, which has no weight column.
+    let headed = b"XLK holdings\nas of 2025-11-28\nsymbol,name\nAAPL,Apple Inc.\n";
+    let (_, r) = upload(&router, "xlk_holdings.csv", headed, "XLK", false, false).await;
+    let file = &r["data"]["uploadHoldings"]["load"]["files"][0];
+    assert_eq!(file["outcome"], "REJECTED", "{r}");
+    assert_eq!(file["line"], 3, "{r}");
+    assert!(
+        file["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("weight")),
+        "{r}"
+    );
+
     // XLE's holdings sent as XLK's: most of XLK would be replaced, so a guard holds it back.
     let xle = std::fs::read(dir.join("xle_holdings.csv")).expect("xle");
     let (_, r) = upload(&router, "xlk_holdings.csv", &xle, "XLK", false, false).await;

@@ -123,13 +123,6 @@ pub struct FileResult {
     pub changes: ChangeCounts,
 }
 
-/// The line a rejection message names (`...: line 7: ...`).
-fn line_of(reason: &str) -> Option<u64> {
-    let (_, rest) = reason.split_once("line ")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 impl From<&FileReport> for FileResult {
     fn from(f: &FileReport) -> Self {
         Self {
@@ -140,11 +133,7 @@ impl From<&FileReport> for FileResult {
             md5: f.md5.clone(),
             description: f.description.clone(),
             outcome: f.status.into(),
-            line: f
-                .error
-                .as_deref()
-                .filter(|_| f.status == FileStatus::Rejected)
-                .and_then(line_of),
+            line: f.line,
             reason: f.error.clone(),
             rows_read: f.rows_read,
             holdings: f.holdings,
@@ -411,19 +400,5 @@ impl SetSectorResult {
     /// The enrichment that applied it.
     async fn enrichment(&self) -> EnrichResult {
         (&self.enrichment).into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::line_of;
-
-    #[test]
-    fn a_rejection_names_its_line() {
-        assert_eq!(
-            line_of("spy_holdings.csv: line 7: no header row found"),
-            Some(7)
-        );
-        assert_eq!(line_of("spy_holdings.csv: is a directory"), None);
     }
 }

@@ -8,6 +8,34 @@ use crate::read::{SkipReason, Skipped};
 use crate::symbol::Symbol;
 use std::collections::BTreeMap;
 
+/// A guard a file tripped, with its figures: what the file would do against the limit.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Tripped {
+    /// The limit's flag: `max-skipped-percent`, `max-replaced-percent` or `max-weight-shift`.
+    pub guard: &'static str,
+    /// What the file would do, in the limit's unit: percent of data rows invalid, percent of
+    /// the group's members removed, or points of total weight moved (signed).
+    pub value: f64,
+    /// The limit it passed.
+    pub limit: f64,
+    /// Invalid rows, or members removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// Data rows, or the group's stored members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<usize>,
+    /// Members added (the replacement guard).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<usize>,
+    /// Total weight before and after (the weight guard).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<f64>,
+    /// The figures in a sentence, with the way past the guard.
+    pub message: String,
+}
+
 /// The limits; `--force` (`force: true`) turns them all off for one load.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Guards {
@@ -50,7 +78,7 @@ fn is_layout(reason: SkipReason) -> bool {
 
 /// A file rejected because too many of its data rows were bad: `rows_read` counts every row
 /// (each a holding or a skip). Data rows are the rows that are not titles, blanks or footers.
-pub fn skipped_rows(guards: &Guards, rows_read: usize, skipped: &[Skipped]) -> Option<String> {
+pub fn skipped_rows(guards: &Guards, rows_read: usize, skipped: &[Skipped]) -> Option<Tripped> {
     let layout = skipped.iter().filter(|s| is_layout(s.reason)).count();
     let bad = skipped.iter().filter(|s| is_bad(s.reason)).count();
     let data = rows_read.saturating_sub(layout);
@@ -58,12 +86,20 @@ pub fn skipped_rows(guards: &Guards, rows_read: usize, skipped: &[Skipped]) -> O
         return None;
     }
     let percent = bad as f64 * 100.0 / data as f64;
-    (percent > guards.max_skipped_percent).then(|| {
-        format!(
+    let max = guards.max_skipped_percent;
+    (percent > max).then(|| Tripped {
+        guard: "max-skipped-percent",
+        value: percent,
+        limit: max,
+        count: Some(bad),
+        of: Some(data),
+        added: None,
+        before: None,
+        after: None,
+        message: format!(
             "{bad} of its {data} data rows ({percent:.1} %) are invalid, more than the \
-             {max} % allowed (--max-skipped-percent); load it with --force if it is right",
-            max = guards.max_skipped_percent
-        )
+             {max} % allowed (--max-skipped-percent); load it with --force if it is right"
+        ),
     })
 }
 
@@ -73,21 +109,31 @@ pub fn replacement(
     stored: &BTreeMap<Symbol, Stored>,
     desired: &BTreeMap<Symbol, Desired>,
     diff: &GroupDiff,
-) -> Option<String> {
+) -> Option<Tripped> {
     if stored.is_empty() {
         return None;
     }
     let removed = diff.removed.len();
     let percent = removed as f64 * 100.0 / stored.len() as f64;
-    if percent > guards.max_replaced_percent {
-        return Some(format!(
-            "it would remove {removed} of the group's {} members ({percent:.1} %, more than \
-             the {max} % allowed by --max-replaced-percent) and add {}; load it with --force \
-             if it is right",
-            stored.len(),
-            diff.added.len(),
-            max = guards.max_replaced_percent
-        ));
+    let max = guards.max_replaced_percent;
+    if percent > max {
+        return Some(Tripped {
+            guard: "max-replaced-percent",
+            value: percent,
+            limit: max,
+            count: Some(removed),
+            of: Some(stored.len()),
+            added: Some(diff.added.len()),
+            before: None,
+            after: None,
+            message: format!(
+                "it would remove {removed} of the group's {} members ({percent:.1} %, more \
+                 than the {max} % allowed by --max-replaced-percent) and add {}; load it with \
+                 --force if it is right",
+                stored.len(),
+                diff.added.len(),
+            ),
+        });
     }
     let before: Option<f64> = stored
         .values()
@@ -97,18 +143,26 @@ pub fn replacement(
         .values()
         .filter_map(|d| d.weight)
         .reduce(|a, b| a + b);
-    if let (Some(before), Some(after)) = (before, after) {
-        let shift = after - before;
-        if shift.abs() > guards.max_weight_shift {
-            return Some(format!(
-                "it would move the group's total weight from {before:.2} to {after:.2} \
-                 ({shift:+.2} points, more than the {max} allowed by --max-weight-shift); load \
-                 it with --force if it is right",
-                max = guards.max_weight_shift
-            ));
-        }
-    }
-    None
+    let (Some(before), Some(after)) = (before, after) else {
+        return None;
+    };
+    let shift = after - before;
+    let max = guards.max_weight_shift;
+    (shift.abs() > max).then(|| Tripped {
+        guard: "max-weight-shift",
+        value: shift,
+        limit: max,
+        count: None,
+        of: None,
+        added: None,
+        before: Some(before),
+        after: Some(after),
+        message: format!(
+            "it would move the group's total weight from {before:.2} to {after:.2} \
+             ({shift:+.2} points, more than the {max} allowed by --max-weight-shift); load \
+             it with --force if it is right"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +184,7 @@ mod tests {
         // 1 holding, 5 invalid rows, 3 title lines: 5 of 6 data rows bad.
         let mut skipped = vec![skip(SkipReason::Title); 3];
         skipped.extend(vec![skip(SkipReason::InvalidWeight); 5]);
-        let why = skipped_rows(&g, 9, &skipped).expect("refused");
+        let why = skipped_rows(&g, 9, &skipped).expect("refused").message;
         assert!(why.contains("5 of its 6 data rows"), "{why}");
         // 100 holdings, 10 cash and derivative rows, 5 title lines, 2 invalid: allowed.
         let mut skipped = vec![skip(SkipReason::Title); 5];
@@ -175,12 +229,20 @@ mod tests {
         let (stored, _) = group(&[("A", 25.0), ("B", 25.0), ("C", 25.0), ("D", 25.0)]);
         let (_, other) = group(&[("A", 40.0), ("X", 30.0), ("Y", 30.0)]);
         let d = diff(&other, &stored);
-        let why = replacement(&g, &stored, &other, &d).expect("held back");
+        let tripped = replacement(&g, &stored, &other, &d).expect("held back");
+        assert_eq!(
+            (tripped.guard, tripped.count, tripped.of, tripped.value),
+            ("max-replaced-percent", Some(3), Some(4), 75.0)
+        );
+        let why = tripped.message;
         assert!(why.contains("remove 3 of the group's 4 members"), "{why}");
 
         let (_, halved) = group(&[("A", 12.5), ("B", 12.5), ("C", 12.5), ("D", 12.5)]);
         let d = diff(&halved, &stored);
-        let why = replacement(&g, &stored, &halved, &d).expect("held back");
+        let tripped = replacement(&g, &stored, &halved, &d).expect("held back");
+        assert_eq!((tripped.before, tripped.after), (Some(100.0), Some(50.0)));
+        assert_eq!(tripped.value, -50.0);
+        let why = tripped.message;
         assert!(why.contains("from 100.00 to 50.00"), "{why}");
 
         let (_, same) = group(&[("A", 26.0), ("B", 24.0), ("C", 25.0), ("D", 25.0)]);

@@ -102,6 +102,9 @@ pub struct FileReport {
     /// The line of the file a rejection names, when it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// The guard that rejected or held back the file, with its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::guard::Tripped>,
 }
 
 impl FileReport {

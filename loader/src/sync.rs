@@ -502,6 +502,7 @@ fn plan(
         skipped: Vec::new(),
         error: None,
         line: None,
+        guard: None,
     };
     let outcome = match input.outcome {
         Outcome::Deferred(read) => read(),
@@ -534,10 +535,11 @@ fn plan(
         *report.skipped_by_reason.entry(s.reason).or_default() += 1;
     }
     if let Some(guards) = &req.guards
-        && let Some(why) = guard::skipped_rows(guards, parsed.rows_read, &parsed.skipped)
+        && let Some(tripped) = guard::skipped_rows(guards, parsed.rows_read, &parsed.skipped)
     {
         report.status = FileStatus::Rejected;
-        report.error = Some(format!("{}: {why}", report.file_name));
+        report.error = Some(format!("{}: {}", report.file_name, tripped.message));
+        report.guard = Some(tripped);
         report.skipped = parsed.skipped;
         return (report, None);
     }
@@ -561,15 +563,17 @@ fn plan(
     };
     report.skipped = parsed.skipped;
     if let (Some(guards), Members::Exactly(members)) = (&req.guards, &parsed.members)
-        && let Some(why) = guard::replacement(guards, &stored, members, &diff)
+        && let Some(tripped) = guard::replacement(guards, &stored, members, &diff)
     {
         report.status = FileStatus::HeldBack;
         report.error = Some(format!(
-            "{} held back for {} {}: {why}",
+            "{} held back for {} {}: {}",
             report.file_name,
             req.group_type.as_str(),
-            report.group_name
+            report.group_name,
+            tripped.message
         ));
+        report.guard = Some(tripped);
         return (report, None);
     }
     let description = parsed

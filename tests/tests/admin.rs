@@ -41,6 +41,7 @@ const UPLOAD: &str = r#"mutation($file: Upload!, $group: String!, $force: Boolea
     storedAs replaced
     load { ok runId state dataVersion
       files { fileName group outcome reason line rowsRead holdings skipped
+              guard { guard value limit count of added before after }
               changes { created reweighted deleted unchanged } } }
   }
 }"#;
@@ -254,6 +255,20 @@ async fn an_upload_rejected_or_held_back_changes_neither_the_data_nor_the_folder
     let up = &r["data"]["uploadHoldings"];
     assert_eq!(up["load"]["files"][0]["outcome"], "HELD_BACK", "{r}");
     assert_eq!(up["storedAs"], Value::Null);
+    // With the guard's figures as numbers: every one of XLK's members would go, XLE's come.
+    let xlk_members = app
+        .count(
+            "SELECT COUNT(*) FROM group_memberships m JOIN definition_groups g \
+             ON g.id = m.group_id WHERE g.name = 'XLK' AND g.type = 'ETF'",
+        )
+        .await;
+    let guard = &up["load"]["files"][0]["guard"];
+    assert_eq!(guard["guard"], "max-replaced-percent", "{r}");
+    assert_eq!(guard["of"], xlk_members, "{r}");
+    assert_eq!(guard["count"], xlk_members, "{r}");
+    assert_eq!(guard["value"], 100.0, "{r}");
+    assert_eq!(guard["limit"], 50.0, "{r}");
+    assert_eq!(guard["added"], up["load"]["files"][0]["holdings"], "{r}");
 
     // A good file in a dry run is checked and reported, and kept nowhere.
     let (_, r) = upload(

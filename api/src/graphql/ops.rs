@@ -111,6 +111,8 @@ pub struct FileResult {
     pub reason: Option<String>,
     /// The line the rejection points at, when it points at one.
     pub line: Option<u64>,
+    /// The guard that rejected or held the file back, with its figures.
+    pub guard: Option<GuardResult>,
     /// Rows after the header (and title lines before it), each a holding or a skip.
     pub rows_read: usize,
     /// Distinct memberships the file asks for.
@@ -134,12 +136,50 @@ impl From<&FileReport> for FileResult {
             description: f.description.clone(),
             outcome: f.status.into(),
             line: f.line,
+            guard: f.guard.as_ref().map(GuardResult::from),
             reason: f.error.clone(),
             rows_read: f.rows_read,
             holdings: f.holdings,
             skipped: f.skipped_total(),
             skipped_by_reason: skip_counts(&f.skipped_by_reason),
             changes: (&f.counts).into(),
+        }
+    }
+}
+
+/// A guard a file tripped (`--force`, `force: true`, lets it through).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct GuardResult {
+    /// The limit's flag: `max-skipped-percent`, `max-replaced-percent` or `max-weight-shift`.
+    pub guard: String,
+    /// What the file would do, in the limit's unit: percent of data rows invalid, percent of
+    /// the group's members removed, or points of total weight moved (signed).
+    pub value: f64,
+    /// The limit it passed.
+    pub limit: f64,
+    /// Invalid rows, or members removed.
+    pub count: Option<usize>,
+    /// Data rows, or the group's stored members.
+    pub of: Option<usize>,
+    /// Members the file would add (the replacement guard).
+    pub added: Option<usize>,
+    /// The group's total weight before (the weight guard).
+    pub before: Option<f64>,
+    /// The group's total weight after (the weight guard).
+    pub after: Option<f64>,
+}
+
+impl From<&loader::guard::Tripped> for GuardResult {
+    fn from(t: &loader::guard::Tripped) -> Self {
+        Self {
+            guard: t.guard.to_owned(),
+            value: t.value,
+            limit: t.limit,
+            count: t.count,
+            of: t.of,
+            added: t.added,
+            before: t.before,
+            after: t.after,
         }
     }
 }

@@ -156,6 +156,25 @@ mod tests {
         Symbol::parse(s).expect("symbol")
     }
 
+    /// Stored members `(id, symbol, weight)`, each with `meta`.
+    fn stored_rows(
+        rows: &[(i32, &str, Option<f64>)],
+        meta: &serde_json::Value,
+    ) -> BTreeMap<Symbol, Stored> {
+        rows.iter()
+            .map(|&(id, s, weight)| {
+                (
+                    sym(s),
+                    Stored {
+                        id,
+                        weight,
+                        metadata: Some(meta.clone()),
+                    },
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn adds_removes_reweights_and_keeps_the_rest() {
         let meta = json!({"name": "x"});
@@ -175,23 +194,14 @@ mod tests {
             )
         })
         .collect();
-        let stored: BTreeMap<_, _> = [
-            (1, "AAPL", Some(7.0)),
-            (2, "MSFT", Some(6.0)),
-            (3, "IBM", Some(1.0)),
-        ]
-        .into_iter()
-        .map(|(id, s, w)| {
-            (
-                sym(s),
-                Stored {
-                    id,
-                    weight: w,
-                    metadata: Some(meta.clone()),
-                },
-            )
-        })
-        .collect();
+        let stored = stored_rows(
+            &[
+                (1, "AAPL", Some(7.0)),
+                (2, "MSFT", Some(6.0)),
+                (3, "IBM", Some(1.0)),
+            ],
+            &meta,
+        );
         let d = diff(&desired, &stored);
         assert_eq!(d.unchanged, 1);
         assert_eq!(d.added.len(), 1);
@@ -245,24 +255,15 @@ mod tests {
     #[test]
     fn a_patch_touches_only_the_symbols_it_names() {
         let meta = json!({"name": "x"});
-        let stored: BTreeMap<_, _> = [
-            (1, "AAPL", Some(7.0)),
-            (2, "MSFT", Some(6.0)),
-            (3, "IBM", Some(1.0)),
-            (4, "NVDA", Some(5.0)),
-        ]
-        .into_iter()
-        .map(|(id, s, w)| {
-            (
-                sym(s),
-                Stored {
-                    id,
-                    weight: w,
-                    metadata: Some(meta.clone()),
-                },
-            )
-        })
-        .collect();
+        let stored = stored_rows(
+            &[
+                (1, "AAPL", Some(7.0)),
+                (2, "MSFT", Some(6.0)),
+                (3, "IBM", Some(1.0)),
+                (4, "NVDA", Some(5.0)),
+            ],
+            &meta,
+        );
         let want = |w: f64| {
             Some(Desired {
                 weight: Some(w),

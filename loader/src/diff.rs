@@ -72,33 +72,13 @@ impl GroupDiff {
 
 /// Computes the changes that turn `stored` into `desired`.
 pub fn diff(desired: &BTreeMap<Symbol, Desired>, stored: &BTreeMap<Symbol, Stored>) -> GroupDiff {
-    let mut out = GroupDiff::default();
+    let mut out = GroupDiff::over(stored);
     for (symbol, want) in desired {
-        match stored.get(symbol) {
-            None => out.added.push((symbol.clone(), want.clone())),
-            Some(have)
-                if have.weight == want.weight && have.metadata.as_ref() == Some(&want.metadata) =>
-            {
-                out.unchanged += 1;
-            }
-            Some(have) => out.updated.push(Update {
-                id: have.id,
-                symbol: symbol.clone(),
-                old_weight: have.weight,
-                new_weight: want.weight,
-                old_metadata: have.metadata.clone(),
-                metadata: want.metadata.clone(),
-            }),
-        }
+        out.step(symbol, stored.get(symbol), Some(want));
     }
     for (symbol, have) in stored {
         if !desired.contains_key(symbol) {
-            out.removed.push(Removal {
-                id: have.id,
-                symbol: symbol.clone(),
-                weight: have.weight,
-                metadata: have.metadata.clone(),
-            });
+            out.step(symbol, Some(have), None);
         }
     }
     out
@@ -111,17 +91,31 @@ pub fn patch(
     wanted: &BTreeMap<Symbol, Option<Desired>>,
     stored: &BTreeMap<Symbol, Stored>,
 ) -> GroupDiff {
-    let mut out = GroupDiff {
-        unchanged: stored.len(),
-        ..GroupDiff::default()
-    };
+    let mut out = GroupDiff::over(stored);
     for (symbol, want) in wanted {
-        match (stored.get(symbol), want) {
+        out.step(symbol, stored.get(symbol), want.as_ref());
+    }
+    out
+}
+
+impl GroupDiff {
+    /// No change yet: every stored member unchanged.
+    fn over(stored: &BTreeMap<Symbol, Stored>) -> Self {
+        Self {
+            unchanged: stored.len(),
+            ..Self::default()
+        }
+    }
+
+    /// Records what turns one symbol's stored membership (`have`) into the wanted one
+    /// (`want`; `None`: not a member).
+    fn step(&mut self, symbol: &Symbol, have: Option<&Stored>, want: Option<&Desired>) {
+        match (have, want) {
             (None, None) => {}
-            (None, Some(want)) => out.added.push((symbol.clone(), want.clone())),
+            (None, Some(want)) => self.added.push((symbol.clone(), want.clone())),
             (Some(have), None) => {
-                out.unchanged -= 1;
-                out.removed.push(Removal {
+                self.unchanged -= 1;
+                self.removed.push(Removal {
                     id: have.id,
                     symbol: symbol.clone(),
                     weight: have.weight,
@@ -132,8 +126,8 @@ pub fn patch(
                 if have.weight == want.weight && have.metadata.as_ref() == Some(&want.metadata) => {
             }
             (Some(have), Some(want)) => {
-                out.unchanged -= 1;
-                out.updated.push(Update {
+                self.unchanged -= 1;
+                self.updated.push(Update {
                     id: have.id,
                     symbol: symbol.clone(),
                     old_weight: have.weight,
@@ -144,7 +138,6 @@ pub fn patch(
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -70,6 +70,17 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// What applying `diff` changes.
+    pub fn of(diff: &crate::diff::GroupDiff) -> Self {
+        Self {
+            created: diff.added.len(),
+            updated: diff.updated.len(),
+            reweighted: diff.reweighted(),
+            deleted: diff.removed.len(),
+            unchanged: diff.unchanged,
+        }
+    }
+
     fn add(&mut self, other: &Counts) {
         self.created += other.created;
         self.updated += other.updated;

@@ -554,13 +554,7 @@ fn plan(
         Members::Exactly(members) => members.len(),
         Members::Keep => stored.len(),
     };
-    report.counts = Counts {
-        created: diff.added.len(),
-        updated: diff.updated.len(),
-        reweighted: diff.reweighted(),
-        deleted: diff.removed.len(),
-        unchanged: diff.unchanged,
-    };
+    report.counts = Counts::of(&diff);
     report.skipped = parsed.skipped;
     if let (Some(guards), Members::Exactly(members)) = (&req.guards, &parsed.members)
         && let Some(tripped) = guard::replacement(guards, &stored, members, &diff)
@@ -627,13 +621,7 @@ fn plan_restore(
         .is_none_or(|g| g.description != target.description || g.metadata != target.metadata);
     report.holdings = diff.unchanged + diff.updated.len() + diff.added.len();
     report.rows_read = report.holdings;
-    report.counts = Counts {
-        created: diff.added.len(),
-        updated: diff.updated.len(),
-        reweighted: diff.reweighted(),
-        deleted: diff.removed.len(),
-        unchanged: diff.unchanged,
-    };
+    report.counts = Counts::of(&diff);
     report.description = target.description.clone();
     if diff.is_empty() && !group_changed {
         report.status = FileStatus::Unchanged;

@@ -506,11 +506,12 @@ pub async fn upload(
     let staging_root = holdings.join(".uploads");
     let limit = config.max_file_bytes;
     let staged_name = file_name.clone();
-    let (staging, staged) = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&staging_root)?;
+    let root = staging_root.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&root)?;
         let staging = tempfile::Builder::new()
             .prefix("upload-")
-            .tempdir_in(&staging_root)?;
+            .tempdir_in(&root)?;
         let staged = staging.path().join(&staged_name);
         let mut out = std::fs::File::create(&staged)?;
         // One byte past the limit tells an oversized file without reading all of it.
@@ -520,29 +521,64 @@ pub async fn upload(
         Ok::<_, std::io::Error>((staging, staged, copied))
     })
     .await
-    .map_err(anyhow::Error::from)?
-    .map(|(staging, staged, copied)| (staging, (staged, copied)))
-    .map_err(|e| {
-        OpError::Failed(anyhow::anyhow!(
+    .map_err(anyhow::Error::from)?;
+    let result = match staged {
+        Ok((staging, staged, copied)) => {
+            let result = if copied > limit {
+                Err(OpError::Invalid(format!(
+                    "{file_name}: the upload is larger than {limit} bytes (--max-file-bytes); \
+                     nothing was changed"
+                )))
+            } else {
+                let load = LoadOptions {
+                    group_type: options.group_type,
+                    only: Some(group),
+                    mode: options.mode,
+                    dry_run: options.dry_run,
+                    force: options.force,
+                };
+                load_staged(
+                    config,
+                    db,
+                    &load,
+                    staging.path(),
+                    &staged,
+                    &target,
+                    progress,
+                )
+                .await
+            };
+            drop(staging);
+            result
+        }
+        Err(e) => Err(OpError::Failed(anyhow::anyhow!(
             "cannot stage the upload in {}: {e}",
-            holdings.join(".uploads").display()
-        ))
-    })?;
-    let (staged, copied) = staged;
-    if copied > limit {
-        return Err(OpError::Invalid(format!(
-            "{file_name}: the upload is larger than {limit} bytes (--max-file-bytes); nothing \
-             was changed"
-        )));
-    }
-    let load = LoadOptions {
-        group_type: options.group_type,
-        only: Some(group),
-        mode: options.mode,
-        dry_run: options.dry_run,
-        force: options.force,
+            staging_root.display()
+        ))),
     };
-    let request = load.request(config, staging.path());
+    // Leave the holdings folder as it was, whatever happened: the staging folder goes when
+    // nothing else uses it.
+    std::fs::remove_dir(&staging_root).ok();
+    let (report, stored_as) = result?;
+    Ok(UploadReport {
+        replaced: stored_as.is_some() && existing.is_some(),
+        report,
+        stored_as,
+    })
+}
+
+/// Loads a staged upload from its staging folder; when it is accepted (loaded or unchanged,
+/// not a dry run), renames it over `target` and answers the name it is kept under.
+async fn load_staged(
+    config: &Config,
+    db: &DatabaseConnection,
+    load: &LoadOptions,
+    folder: &Path,
+    staged: &Path,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<(LoadReport, Option<String>), OpError> {
+    let request = load.request(config, folder);
     let report = locked(config, loader::load(db, &request, progress)).await?;
     let accepted = !request.dry_run
         && report.files.len() == 1
@@ -550,27 +586,19 @@ pub async fn upload(
             report.files[0].status,
             loader::report::FileStatus::Loaded | loader::report::FileStatus::Unchanged
         );
-    let stored_as = if accepted {
-        std::fs::rename(&staged, &target).map_err(|e| {
-            OpError::Failed(anyhow::anyhow!(
-                "the upload was loaded (run {:?}) but could not replace {}: {e}",
-                report.run_id,
-                target.display()
-            ))
-        })?;
-        // The name in the holdings folder: callers see where it is kept, not the server's paths.
-        target.file_name().map(|n| n.to_string_lossy().into_owned())
-    } else {
-        None
-    };
-    drop(staging);
-    // Leave the holdings folder as it was: the staging folder goes when nothing else uses it.
-    std::fs::remove_dir(holdings.join(".uploads")).ok();
-    Ok(UploadReport {
-        report,
-        stored_as,
-        replaced: accepted && existing.is_some(),
-    })
+    if !accepted {
+        return Ok((report, None));
+    }
+    std::fs::rename(staged, target).map_err(|e| {
+        OpError::Failed(anyhow::anyhow!(
+            "the upload was loaded (run {:?}) but could not replace {}: {e}",
+            report.run_id,
+            target.display()
+        ))
+    })?;
+    // The name in the holdings folder: callers see where it is kept, not the server's paths.
+    let stored_as = target.file_name().map(|n| n.to_string_lossy().into_owned());
+    Ok((report, stored_as))
 }
 
 /// `rollback`: every group run `run_id` touched goes back to its state before that run, as a

@@ -409,3 +409,52 @@ fn the_graphql_layer_uses_nothing_of_the_cli() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upload_over_the_file_size_limit_is_refused_and_leaves_no_trace() {
+    use clap::Parser;
+    let app = TestApp::new().await;
+    let dir = app.copy_holdings();
+    let h = dir.display().to_string();
+    setup(&app, &h).await;
+    let cli = holdgraph::Cli::try_parse_from([
+        "holdgraph",
+        "--database-url",
+        &app.url,
+        "--holdings-dir",
+        &h,
+        "--definitions-dir",
+        &app.definitions_dir().display().to_string(),
+        "--max-file-bytes",
+        "100",
+        "setup",
+    ])
+    .expect("args");
+    let settings = holdgraph::state::ServerSettings {
+        admin_token: Some(TOKEN.to_owned()),
+        ..holdgraph::state::ServerSettings::default()
+    };
+    let state = holdgraph::state::AppState::new(app.db.clone(), cli.config, settings)
+        .await
+        .expect("state");
+    let router = holdgraph::http::router(state);
+    let tables = app.dump_graph().await;
+    let files = folder(&dir);
+
+    let content = std::fs::read(dir.join("xlk_holdings.csv")).expect("xlk");
+    assert!(content.len() > 100, "the file is over the limit set here");
+    let (_, r) = upload(&router, "xlk_holdings.csv", &content, "XLK", false, false).await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("larger than 100 bytes")),
+        "{r}"
+    );
+    assert_eq!(app.dump_graph().await, tables, "the data is as it was");
+    assert_eq!(
+        folder(&dir),
+        files,
+        "the folder is as it was: no staging left behind"
+    );
+}

@@ -21,10 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use entity::{GroupType, definition_group};
-use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use crate::cache::Caches;
 
@@ -197,18 +194,7 @@ impl Snapshot {
         caches: Caches,
     ) -> Result<Self, DbErr> {
         let backend = db.get_database_backend();
-        let txn = match backend {
-            DbBackend::Postgres => {
-                db.begin_with_config(
-                    Some(IsolationLevel::RepeatableRead),
-                    Some(AccessMode::ReadOnly),
-                )
-                .await?
-            }
-            // A deferred SQLite transaction reads one committed state (WAL) from its first
-            // statement to its end.
-            _ => db.begin().await?,
-        };
+        let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         let groups = loader::graph::groups(&txn, environment, None).await?;
         // One row per group, its members as one JSON array: the drivers hand rows over one

@@ -38,10 +38,6 @@ use crate::sync::{
 /// The run states whose changes are committed (and so recorded).
 const COMMITTED: [&str; 2] = ["succeeded", "partial"];
 
-/// How often a read that combines the present with the records is tried again when runs keep
-/// committing while it reads.
-const ATTEMPTS: usize = 10;
-
 /// Which runs [`runs_page`] lists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -230,29 +226,28 @@ pub struct Holding {
 
 /// A group's members as they were at `at`, heaviest first (no weight last), then by symbol;
 /// `None` when the group did not exist then. Rebuilt from the stored members by undoing,
-/// newest first, every change recorded by the committed runs after that point.
+/// newest first, every change recorded by the committed runs after that point, all read in one
+/// read transaction.
 ///
 /// Fails with [`DbErr::RecordNotFound`] when `at` names a run that is not one of this
 /// environment's. History recorded before change records kept metadata (migration
 /// m20261201_000010) gives members it brings back no metadata, and does not know which groups
 /// those runs created or removed.
 pub async fn holdings_at(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     environment: &str,
     group_type: GroupType,
     group_name: &str,
     at: At,
 ) -> Result<Option<Vec<Holding>>, DbErr> {
-    let window = window_after(db, environment, at).await?;
+    // One read transaction: the present members and the records undone from them are of
+    // one committed state.
+    let txn = store::begin_read(db).await?;
+    let window = window_after(&txn, environment, at).await?;
     let name = normalise_group_name(group_type, group_name);
-    for _ in 0..ATTEMPTS {
-        let version = store::data_version(db, environment).await?;
-        let state = state_before(db, environment, group_type, &name, &window).await?;
-        if store::data_version(db, environment).await? == version {
-            return Ok(state.map(|s| s.holdings()));
-        }
-    }
-    Err(kept_changing(environment))
+    let state = state_before(&txn, environment, group_type, &name, &window).await?;
+    txn.commit().await?;
+    Ok(state.map(|s| s.holdings()))
 }
 
 /// One symbol's difference between two points of a group's past.
@@ -270,28 +265,24 @@ pub struct DiffEntry {
 /// ([`holdings_at`] of each, compared; a group that did not exist counts as empty), by symbol.
 /// `from_run` may be the later run: the changes then go backwards.
 pub async fn diff_runs(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     environment: &str,
     group_type: GroupType,
     group_name: &str,
     from_run: i32,
     to_run: i32,
 ) -> Result<Vec<DiffEntry>, DbErr> {
-    let from_window = window_after(db, environment, At::Run(from_run)).await?;
-    let to_window = window_after(db, environment, At::Run(to_run)).await?;
+    let txn = store::begin_read(db).await?;
+    let from_window = window_after(&txn, environment, At::Run(from_run)).await?;
+    let to_window = window_after(&txn, environment, At::Run(to_run)).await?;
     let name = normalise_group_name(group_type, group_name);
-    for _ in 0..ATTEMPTS {
-        let version = store::data_version(db, environment).await?;
-        let from = state_before(db, environment, group_type, &name, &from_window).await?;
-        let to = state_before(db, environment, group_type, &name, &to_window).await?;
-        if store::data_version(db, environment).await? == version {
-            let empty = BTreeMap::new();
-            let from = from.as_ref().map_or(&empty, |s| &s.members);
-            let to = to.as_ref().map_or(&empty, |s| &s.members);
-            return Ok(compare(from, to));
-        }
-    }
-    Err(kept_changing(environment))
+    let from = state_before(&txn, environment, group_type, &name, &from_window).await?;
+    let to = state_before(&txn, environment, group_type, &name, &to_window).await?;
+    txn.commit().await?;
+    let empty = BTreeMap::new();
+    let from = from.as_ref().map_or(&empty, |s| &s.members);
+    let to = to.as_ref().map_or(&empty, |s| &s.members);
+    Ok(compare(from, to))
 }
 
 /// What to roll back.
@@ -860,12 +851,6 @@ fn compare(
 
 fn corrupt(e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("a stored change record does not parse: {e}"))
-}
-
-fn kept_changing(environment: &str) -> DbErr {
-    DbErr::Custom(format!(
-        "runs kept committing in environment {environment} while its history was read; try again"
-    ))
 }
 
 #[cfg(test)]

@@ -6,8 +6,26 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use entity::{GroupType, definition_group, group_membership, load_run, load_run_file};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, IsolationLevel, QueryFilter, QuerySelect, QueryTrait, TransactionTrait,
 };
+
+/// A read-only transaction that sees one committed state from its first statement to its end,
+/// whatever commits meanwhile: repeatable read on PostgreSQL; on SQLite (WAL) a deferred
+/// transaction, whose first read fixes the state it sees. Reads that combine several
+/// statements (the snapshot, a group's past) take one, so they never mix two versions.
+pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await
+        }
+        _ => db.begin().await,
+    }
+}
 
 use crate::diff::Stored;
 use crate::symbol::Symbol;

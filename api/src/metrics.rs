@@ -9,7 +9,8 @@
 //! [`MAX_OPERATIONS`] distinct names; others count as `other`, requests without one as
 //! `anonymous`.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub const POOL_IDLE: &str = "holdgraph_db_pool_idle_connections";
 
 /// Distinct operation names that get series of their own.
 pub const MAX_OPERATIONS: usize = 100;
+
+/// The label of requests without an operation name.
+const ANONYMOUS: &str = "anonymous";
 
 /// Longest operation name kept as a label.
 const MAX_OPERATION_LEN: usize = 64;
@@ -158,6 +162,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How many outcomes there are.
+    const COUNT: usize = 4;
+
     fn label(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -170,16 +177,36 @@ impl Outcome {
 
 /// Counts one GraphQL operation and its time.
 pub fn graphql_request(operation: &str, outcome: Outcome, elapsed: Duration) {
-    metrics::counter!(GRAPHQL_REQUESTS, "operation" => operation.to_owned(), "outcome" => outcome.label())
-        .increment(1);
-    metrics::histogram!(GRAPHQL_DURATION, "operation" => operation.to_owned())
-        .record(elapsed.as_secs_f64());
+    thread_local! {
+        static SERIES: RefCell<HashMap<Box<str>, OperationSeries>> = RefCell::default();
+    }
+    SERIES.with_borrow_mut(|series| {
+        let series = series.entry_ref(operation, || OperationSeries {
+            outcomes: Default::default(),
+            duration: metrics::histogram!(GRAPHQL_DURATION, "operation" => operation.to_owned()),
+        });
+        series.outcomes[outcome as usize]
+            .get_or_insert_with(|| {
+                metrics::counter!(GRAPHQL_REQUESTS, "operation" => operation.to_owned(), "outcome" => outcome.label())
+            })
+            .increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+    });
+}
+
+/// One operation's series: a counter per outcome met so far and its durations.
+struct OperationSeries {
+    outcomes: [Option<metrics::Counter>; Outcome::COUNT],
+    duration: metrics::Histogram,
 }
 
 /// Counts one HTTP request and its time. `route` is the matched route (`/graphql`), never
 /// the raw path, so unknown paths do not make series.
 pub fn http_request(method: &axum::http::Method, route: &str, status: u16, elapsed: Duration) {
     use axum::http::Method;
+    thread_local! {
+        static SERIES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::default();
+    }
     let method = match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -187,15 +214,61 @@ pub fn http_request(method: &axum::http::Method, route: &str, status: u16, elaps
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()).record(elapsed.as_secs_f64());
+    SERIES.with_borrow_mut(|series| {
+        let series = series.entry_ref(route, || RouteSeries {
+            requests: HashMap::new(),
+            duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()),
+        });
+        series
+            .requests
+            .entry((method, status))
+            .or_insert_with(|| {
+                metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string())
+            })
+            .increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+    });
+}
+
+/// One route's series: a counter per method and status met so far and its durations.
+struct RouteSeries {
+    requests: HashMap<(&'static str, u16), metrics::Counter>,
+    duration: metrics::Histogram,
 }
 
 /// Counts a look-up in a cache.
 pub fn cache_lookup(cache: &'static str, hit: bool) {
-    let name = if hit { CACHE_HITS } else { CACHE_MISSES };
-    metrics::counter!(name, "cache" => cache).increment(1);
+    thread_local! {
+        static SERIES: RefCell<HashMap<(&'static str, bool), metrics::Counter>> = RefCell::default();
+    }
+    SERIES.with_borrow_mut(|series| {
+        series
+            .entry((cache, hit))
+            .or_insert_with(|| {
+                handle();
+                let name = if hit { CACHE_HITS } else { CACHE_MISSES };
+                metrics::counter!(name, "cache" => cache)
+            })
+            .increment(1);
+    });
+}
+
+/// A map of series handles by label, kept per thread: the `metrics` macros build a key and
+/// search the recorder's registry on every call, so the request path looks its handles up
+/// here instead, by a borrowed label, with no lock and no allocation once a series exists.
+trait EntryRef<V> {
+    fn entry_ref(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V;
+}
+
+impl<V> EntryRef<V> for HashMap<Box<str>, V> {
+    fn entry_ref(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
+        if !self.contains_key(key) {
+            // A handle made before the recorder is installed would record nowhere, for good.
+            handle();
+            self.insert(key.into(), make());
+        }
+        self.get_mut(key).expect("just inserted")
+    }
 }
 
 /// Records the data version served.
@@ -215,6 +288,10 @@ pub fn load_run(kind: &str, outcome: &str, took: Duration) {
 /// and one of the first [`MAX_OPERATIONS`] seen, `other` past them or when it is not a name,
 /// `anonymous` without one.
 pub fn operation_label(name: Option<&str>) -> String {
+    if name.is_none_or(str::is_empty) {
+        // Most requests: no lock needed.
+        return ANONYMOUS.to_owned();
+    }
     static SEEN: OnceLock<Mutex<OperationNames>> = OnceLock::new();
     SEEN.get_or_init(|| Mutex::new(OperationNames::new(MAX_OPERATIONS)))
         .lock()
@@ -238,7 +315,7 @@ impl OperationNames {
 
     fn label(&mut self, name: Option<&str>) -> String {
         let Some(name) = name.filter(|n| !n.is_empty()) else {
-            return "anonymous".to_owned();
+            return ANONYMOUS.to_owned();
         };
         if !is_identifier(name) {
             return "other".to_owned();

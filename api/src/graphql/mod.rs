@@ -187,11 +187,20 @@ fn documents() -> &'static moka::future::Cache<String, Arc<ExecutableDocument>> 
     })
 }
 
-/// Texts seen once, by hash: a document is kept from a text's second sighting on, so one-off
-/// texts cost no copy into the cache.
-fn sightings() -> &'static moka::future::Cache<u64, ()> {
-    static SEEN: std::sync::OnceLock<moka::future::Cache<u64, ()>> = std::sync::OnceLock::new();
-    SEEN.get_or_init(|| moka::future::Cache::new(100_000))
+/// Whether a text was seen before (and, either way, it is now): a document is kept from a
+/// text's second sighting on, so one-off texts cost no copy into the cache. A fixed table of
+/// hashes, one per slot, so a stream of one-off texts costs no allocation and no more memory;
+/// a text is seen when its slot still holds its hash, and two texts that share a slot push
+/// each other out, which only delays caching one of them.
+fn sighted(query: &str) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const SLOTS: u64 = 1 << 16;
+    static TABLE: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
+    // Zero marks an empty slot.
+    let hash = text_hash(query).max(1);
+    let slot = usize::try_from(hash % SLOTS).unwrap_or(0);
+    table[slot].swap(hash, Ordering::Relaxed) == hash
 }
 
 fn text_hash(query: &str) -> u64 {
@@ -216,11 +225,8 @@ async fn parsed(query: &str) -> Option<ExecutableDocument> {
         return Some((*doc).clone());
     }
     let doc = async_graphql::parser::parse_query(query).ok()?;
-    let hash = text_hash(query);
-    if sightings().contains_key(&hash) {
+    if sighted(query) {
         cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
-    } else {
-        sightings().insert(hash, ()).await;
     }
     Some(doc)
 }

@@ -22,8 +22,6 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
 use crate::graphql::{Caller, GraphSchema, prepare_at, schema};
@@ -31,9 +29,20 @@ use crate::metrics::Outcome;
 use crate::snapshot::Snapshot;
 use crate::state::{AppState, RefreshError};
 
-/// What every handler gets.
+/// What every handler gets: a handle cloned for every request by the layers and extractors
+/// that need it, so one reference count, whatever it holds.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What [`App`] holds.
+pub struct AppParts {
     pub state: Arc<AppState>,
     pub schema: GraphSchema,
     /// The same schema for introspection-only queries: GraphiQL's and code generators'
@@ -41,6 +50,8 @@ pub struct App {
     pub introspection: GraphSchema,
     /// Texts of persisted queries by their hash.
     pub persisted: PersistedQueries,
+    /// The CORS rules, for requests that carry an `Origin`.
+    cors: tower_http::cors::CorsLayer,
 }
 
 /// The header that carries a request's id, both ways.
@@ -94,14 +105,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Installed before the first request, so nothing recorded is lost.
     crate::metrics::handle();
     let settings = state.settings.clone();
-    let app = App {
+    let app = App(Arc::new(AppParts {
         schema: schema(state.clone()),
         introspection: crate::graphql::introspection_schema(state.clone()),
         state,
         persisted: PersistedQueries::new(PERSISTED_QUERY_BYTES),
-    };
-    Router::new()
-        .route("/graphql", post(graphql_post).get(graphql_get_or_subscribe))
+        cors: cors(&settings.cors_origins),
+    }));
+    // The routes that read a body with an extractor get its limit; `/graphql` reads its own
+    // (`body_limit`).
+    let others = Router::new()
         .merge(crate::graphiql::routes())
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -113,46 +126,57 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.body_limit_bytes,
         ))
-        // `/graphql` POST reads its body itself, up to the limit of its kind (`body_limit`).
-        .layer(RequestBodyLimitLayer::new(
-            settings.body_limit_bytes.max(upload_limit(&app.state)),
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.request_timeout,
-        ))
-        .layer(axum::middleware::map_response(json_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            wait_for_setup,
-        ))
-        .layer(axum::middleware::map_response(no_store_by_default))
-        .layer(cors(&settings.cors_origins))
-        .layer(TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(observe))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes));
+    Router::new()
+        .route("/graphql", post(graphql_post).get(graphql_get_or_subscribe))
+        .merge(others)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edge))
         .with_state(app)
 }
 
-/// Gives the request its id and span, then logs one line and counts it when it is answered.
-/// Outermost, so it sees the final status of every request, errors raised by layers included.
-async fn observe(mut request: Request, next: Next) -> Response {
+/// What every request goes through, in one layer (a layer of its own costs each request a
+/// boxed future and a copy of its state): its id and span; CORS; `503` while setup runs; the
+/// request timeout; errors as JSON; `no-store` unless the handler says otherwise; and, when
+/// it is answered, one log line, its metrics and `x-request-id`. Outermost, so it sees the
+/// final status of every request, errors raised on the way included.
+async fn edge(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let clock = Instant::now();
     let id: Arc<str> = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_sane_request_id(v))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string().into(), Arc::from);
+        .map_or_else(new_request_id, Arc::from);
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Both share the request's buffers: nothing is copied.
+    let uri = request.uri().clone();
     // The route, not the path: unknown paths must not each make a series.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let answer = async {
+        if request.headers().contains_key(header::ORIGIN) {
+            // A browser's request: tower-http answers preflights and adds the
+            // `Access-Control-*` headers, to errors too.
+            use tower::{Layer as _, ServiceExt as _};
+            let inner = tower::service_fn(|request: Request| {
+                let (app, next) = (app.clone(), next.clone());
+                async move { Ok::<_, std::convert::Infallible>(guarded(&app, request, next).await) }
+            });
+            match app.cors.layer(inner).oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        } else {
+            let mut response = guarded(&app, request, next).await;
+            // What a CORS answer varies on, so a shared cache never hands this one to a browser.
+            response
+                .headers_mut()
+                .append(header::VARY, HeaderValue::from_static(CORS_VARY));
+            response
+        }
+    };
+    let mut response = answer.instrument(span.clone()).await;
     let elapsed = clock.elapsed();
     let status = response.status().as_u16();
     let operation = response
@@ -165,38 +189,25 @@ async fn observe(mut request: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::info!(
             method = %method,
-            path,
+            path = uri.path(),
             operation = operation.as_deref(),
             status,
             duration_ms = elapsed.as_secs_f64() * 1e3,
             "request"
         );
     });
-    crate::metrics::http_request(&method, &route, status, elapsed);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::http_request(&method, route, status, elapsed);
     response
 }
 
-/// A client's request id is kept when it is a short token (letters, digits, `-`, `_`, `.`,
-/// `:`; at most 64), so it cannot forge log lines or bloat them; otherwise one is made.
-fn is_sane_request_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
+/// The request headers a CORS answer depends on (tower-http's `Vary`).
+const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
 
-/// The operation names a response answered, for the request's log line.
-#[derive(Clone, Debug)]
-struct Operations(String);
-
-fn with_operations(mut response: Response, names: String) -> Response {
-    response.extensions_mut().insert(Operations(names));
-    response
-}
-
-/// While `serve` sets up an empty database, only `/health`, `/ready` and `/metrics` answer;
-/// the rest is 503 with a JSON reason.
-async fn wait_for_setup(State(app): State<App>, request: Request, next: Next) -> Response {
+/// A request past CORS: `503` while `serve` sets up an empty database (only `/health`,
+/// `/ready` and `/metrics` answer meanwhile), `408` past `--request-timeout-secs`, errors
+/// as JSON and `no-store` by default.
+async fn guarded(app: &App, request: Request, next: Next) -> Response {
     let always = matches!(request.uri().path(), "/health" | "/ready" | "/metrics");
     if app.state.is_starting() && !always {
         let mut response = (
@@ -210,14 +221,74 @@ async fn wait_for_setup(State(app): State<App>, request: Request, next: Next) ->
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return no_store_by_default(response);
     }
-    next.run(request).await
+    // The timer is armed only if the answer is not ready at its first poll.
+    let response = tokio::time::timeout(app.state.settings.request_timeout, next.run(request))
+        .await
+        .unwrap_or_else(|_| StatusCode::REQUEST_TIMEOUT.into_response());
+    no_store_by_default(json_errors(response).await)
+}
+
+/// A new request id: a random (version 4) UUID from a generator seeded once per thread, so
+/// making one costs no system call.
+fn new_request_id() -> Arc<str> {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher as _, Hasher as _};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::hash::RandomState::new().build_hasher().finish());
+    }
+    // SplitMix64: passes BigCrush, and a request id needs no more than uniqueness.
+    let next = || {
+        STATE.with(|state| {
+            let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(s);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&next().to_le_bytes());
+    bytes[8..].copy_from_slice(&next().to_le_bytes());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    Arc::from(
+        &*id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
+}
+
+/// A client's request id is kept when it is a short token (letters, digits, `-`, `_`, `.`,
+/// `:`; at most 64), so it cannot forge log lines or bloat them; otherwise one is made.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The id [`observe`] gave the request (a new one if it did not run, as in a router built
+/// without it).
+fn request_id(extensions: &axum::http::Extensions) -> RequestId {
+    extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId(new_request_id()))
+}
+
+/// The operation names a response answered, for the request's log line.
+#[derive(Clone, Debug)]
+struct Operations(String);
+
+fn with_operations(mut response: Response, names: String) -> Response {
+    response.extensions_mut().insert(Operations(names));
+    response
 }
 
 /// Nothing is kept by HTTP caches unless its handler says so (GET queries, GraphiQL's files):
 /// errors, POST answers, `/ready` and the admin routes get `Cache-Control: no-store`.
-async fn no_store_by_default(mut response: Response) -> Response {
+fn no_store_by_default(mut response: Response) -> Response {
     if !response.headers().contains_key(header::CACHE_CONTROL) {
         response
             .headers_mut()
@@ -339,13 +410,12 @@ fn body_limit(app: &App, headers: &HeaderMap) -> (usize, &'static str) {
     }
 }
 
-async fn graphql_post(
-    State(app): State<App>,
-    Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let (limit, option) = body_limit(&app, &headers);
+async fn graphql_post(State(app): State<App>, request: Request) -> Response {
+    // The parts are taken, not extracted: extractors would copy the headers.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let id = request_id(&parts.extensions);
+    let (limit, option) = body_limit(&app, headers);
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
         Err(e) => {
@@ -391,7 +461,7 @@ async fn graphql_post(
                 .into_response();
         }
     };
-    let call = Call::new(&app, &headers, id);
+    let call = Call::new(&app, headers, id);
     match batch {
         BatchRequest::Single(request) => {
             let (answer, operation) = call.answer(request).await;

@@ -37,7 +37,9 @@ else
   "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" load-universes --rebuild --force > /dev/null 2>&1
 fi
 PORT=18080
-RUST_LOG="${RUST_LOG:-holdgraph=info}" LOG_FORMAT=json "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" serve --addr "127.0.0.1:$PORT" \
+# The server's default level (warn), and info from the state for its snapshot builds' times;
+# RUST_LOG overrides (holdgraph=info adds a line per request).
+RUST_LOG="${RUST_LOG:-warn,holdgraph::state=info}" LOG_FORMAT=json "$BIN" --database-url "$DB" --holdings-dir "$WORK/holdings" serve --addr "127.0.0.1:$PORT" \
   > "$WORK/serve.log" 2>&1 & SERVER=$!; PIDS+=($SERVER)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.1; done
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:5680/small.json" > /dev/null && break; sleep 0.1; done

@@ -268,7 +268,7 @@ fn is_sane_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// The id [`observe`] gave the request (a new one if it did not run, as in a router built
+/// The id [`edge`] gave the request (a new one if it did not run, as in a router built
 /// without it).
 fn request_id(extensions: &axum::http::Extensions) -> RequestId {
     extensions

@@ -658,6 +658,7 @@ async fn answer_get(
         let response = cached(StatusCode::NOT_MODIFIED.into_response(), tag);
         return (response, Outcome::NotModified);
     }
+    let key = key.filter(|_| crate::graphql::seen_before(&request.query));
     let answer = call.run(request, key).await;
     let response = json_body(answer.body);
     match tag.filter(|_| answer.cacheable) {
@@ -760,7 +761,13 @@ impl<'a> Call<'a> {
         let operation = crate::metrics::operation_label(request.operation_name.as_deref());
         let answer = match self.app.persisted.resolve(request).await {
             Ok(request) => {
-                let key = response_key(&request);
+                // Responses are cached from a text's second request on: a one-off text is not
+                // worth a key.
+                let key = if crate::graphql::seen_before(&request.query) {
+                    response_key(&request)
+                } else {
+                    None
+                };
                 self.run(request, key).await
             }
             Err(e) => Answer::error(e.code(), &e.to_string(), Outcome::Error),
@@ -769,12 +776,11 @@ impl<'a> Call<'a> {
         (answer, operation)
     }
 
-    /// Executes a request through the response cache (`key` is its response-cache key).
+    /// Executes a request through the response cache (`key` is its response-cache key, if
+    /// its answer is worth caching).
     async fn run(&self, request: async_graphql::Request, key: Option<String>) -> Answer {
         let app = self.app;
         let snapshot = &self.snapshot;
-        // Responses are cached from a text's second request on: a one-off text is not worth it.
-        let key = key.filter(|_| crate::graphql::seen_before(&request.query));
         if let Some(key) = &key
             && let Some(body) = snapshot.caches.responses.get(key).await
         {

@@ -218,6 +218,12 @@ pub fn seen_before(query: &str) -> bool {
 /// A query's parsed document, from the cache or parsed now; `None` when it does not parse,
 /// so the executor reports the error.
 async fn parsed(query: &str) -> Option<ExecutableDocument> {
+    // A text not seen before cannot be cached: no look-up, so a stream of one-off texts
+    // costs the cache nothing. (A text whose slot another took is parsed once more.)
+    if !sighted(query) {
+        crate::metrics::cache_lookup("document", false);
+        return async_graphql::parser::parse_query(query).ok();
+    }
     let cache = documents();
     let found = cache.get(query).await;
     crate::metrics::cache_lookup("document", found.is_some());
@@ -225,9 +231,7 @@ async fn parsed(query: &str) -> Option<ExecutableDocument> {
         return Some((*doc).clone());
     }
     let doc = async_graphql::parser::parse_query(query).ok()?;
-    if sighted(query) {
-        cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
-    }
+    cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
     Some(doc)
 }
 

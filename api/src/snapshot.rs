@@ -220,13 +220,7 @@ impl Snapshot {
                  GROUP BY m.group_id"
             }
         };
-        let results = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [environment.into()],
-            ))
-            .await?;
+        let results = of_environment(&txn, backend, sql, environment).await?;
         let loaded = loaded_runs(&txn, backend, environment).await?;
         txn.commit().await?;
         // Reading the members' JSON and building the indexes is CPU work (60 ms at 1×, seconds
@@ -537,6 +531,21 @@ impl Fnv {
 /// The run that last applied a file to each group (by group id), read with the snapshot so it
 /// belongs to the same committed state. Only committed runs leave file records (a failed run's
 /// are rolled back with its data), and `loaded` is the status of a file that was applied.
+/// The rows of a statement whose one parameter is the environment.
+async fn of_environment(
+    txn: &impl ConnectionTrait,
+    backend: DbBackend,
+    sql: &str,
+    environment: &str,
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    txn.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [environment.into()],
+    ))
+    .await
+}
+
 async fn loaded_runs(
     txn: &impl ConnectionTrait,
     backend: DbBackend,
@@ -558,13 +567,7 @@ async fn loaded_runs(
              WHERE r.environment = ? AND f.status = 'loaded' GROUP BY g.id"
         }
     };
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [environment.into()],
-        ))
-        .await?;
+    let rows = of_environment(txn, backend, sql, environment).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let id: i32 = row.try_get_by_index(0)?;

@@ -835,7 +835,7 @@ impl<'a> Call<'a> {
 /// the executor, which reports it).
 fn is_mutation(request: &async_graphql::Request) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+    let Ok(document) = crate::graphql::parse::parse(&request.query) else {
         return false;
     };
     let kind = match (&document.operations, request.operation_name.as_deref()) {

@@ -15,6 +15,7 @@ pub mod mutation;
 pub mod node;
 mod opaque;
 pub mod ops;
+pub mod parse;
 pub mod search;
 pub mod stock;
 pub mod subscription;
@@ -81,7 +82,7 @@ pub fn is_introspection(query: &str) -> bool {
     if !query.contains("__schema") && !query.contains("__type") {
         return false;
     }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
+    let Ok(document) = parse::parse(query) else {
         return false;
     };
     let mut operations = document.operations.iter().peekable();
@@ -222,7 +223,7 @@ async fn parsed(query: &str) -> Option<ExecutableDocument> {
     // costs the cache nothing. (A text whose slot another took is parsed once more.)
     if !sighted(query) {
         crate::metrics::cache_lookup("document", false);
-        return async_graphql::parser::parse_query(query).ok();
+        return parse::parse(query).ok();
     }
     let cache = documents();
     let found = cache.get(query).await;
@@ -230,7 +231,7 @@ async fn parsed(query: &str) -> Option<ExecutableDocument> {
     if let Some(doc) = found {
         return Some((*doc).clone());
     }
-    let doc = async_graphql::parser::parse_query(query).ok()?;
+    let doc = parse::parse(query).ok()?;
     cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
     Some(doc)
 }

@@ -658,7 +658,7 @@ async fn answer_get(
         let response = cached(StatusCode::NOT_MODIFIED.into_response(), tag);
         return (response, Outcome::NotModified);
     }
-    let key = key.filter(|_| crate::graphql::seen_before(&request.query));
+    let key = key.filter(|_| crate::graphql::repeated(&request.query));
     let answer = call.run(request, key).await;
     let response = json_body(answer.body);
     match tag.filter(|_| answer.cacheable) {
@@ -761,9 +761,9 @@ impl<'a> Call<'a> {
         let operation = crate::metrics::operation_label(request.operation_name.as_deref());
         let answer = match self.app.persisted.resolve(request).await {
             Ok(request) => {
-                // Responses are cached from a text's second request on: a one-off text is not
-                // worth a key.
-                let key = if crate::graphql::seen_before(&request.query) {
+                // Responses are cached from a text's third request on: a text sent once or
+                // twice is not worth a key.
+                let key = if crate::graphql::repeated(&request.query) {
                     response_key(&request)
                 } else {
                     None
@@ -882,9 +882,8 @@ const PERSISTED_QUERY_BYTES: u64 = 8 * 1024 * 1024;
 /// out is simply sent again.
 ///
 /// async-graphql's `ApolloPersistedQueries` extension does the same inside the executor, but
-/// it hands the executor a parsed document without its text, and the response cache, the
-/// parsed-document cache and the mutation check on GET all work from the text, before
-/// execution; so the look-up is here.
+/// it hands the executor a parsed document without its text, and the response cache and the
+/// mutation check on GET work from the text, before execution; so the look-up is here.
 #[derive(Clone)]
 pub struct PersistedQueries {
     texts: moka::future::Cache<String, Arc<str>>,

@@ -23,7 +23,6 @@ pub mod subscription;
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Context, MergedObject, Schema};
 
 use crate::snapshot::Snapshot;
@@ -148,8 +147,11 @@ pub async fn execute(
     schema: &GraphSchema,
     mut request: async_graphql::Request,
 ) -> async_graphql::Response {
-    if let Some(doc) = parsed(&request.query).await {
-        request.set_parsed_query(doc);
+    // Parsed here, fast; a text that does not parse is left to the executor, which reports
+    // the error. (A parsed document is not kept: parsing a text anew costs about what
+    // copying a kept document did, and a response cached for a repeated text skips both.)
+    if let Ok(document) = parse::parse(&request.query) {
+        request.set_parsed_query(document);
     }
     let mut response = schema.execute(request).await;
     for e in &mut response.errors {
@@ -173,67 +175,40 @@ pub async fn execute(
     response
 }
 
-/// Parsed documents by query text (dashboards send the same few texts many times a second).
-fn documents() -> &'static moka::future::Cache<String, Arc<ExecutableDocument>> {
-    static DOCUMENTS: std::sync::OnceLock<moka::future::Cache<String, Arc<ExecutableDocument>>> =
-        std::sync::OnceLock::new();
-    DOCUMENTS.get_or_init(|| {
-        moka::future::Cache::builder()
-            // A document takes several times its text in memory: weigh it so.
-            .weigher(|k: &String, _: &Arc<ExecutableDocument>| {
-                u32::try_from(k.len() * 8 + 512).unwrap_or(u32::MAX)
-            })
-            .max_capacity(4 * 1024 * 1024)
-            .build()
-    })
-}
-
-/// Whether a text was seen before (and, either way, it is now): a document is kept from a
-/// text's second sighting on, so one-off texts cost no copy into the cache. A fixed table of
-/// hashes, one per slot, so a stream of one-off texts costs no allocation and no more memory;
-/// a text is seen when its slot still holds its hash, and two texts that share a slot push
-/// each other out, which only delays caching one of them.
-fn sighted(query: &str) -> bool {
+/// Whether a query text is one asked again and again, so its response is worth caching:
+/// true from its third sighting on (counting this one), so texts sent once or twice, a
+/// stream of new texts above all, cost the response cache nothing and do not crowd out the
+/// texts dashboards repeat.
+///
+/// A fixed table of 65,536 slots (512 KiB), one text's hash and count per slot: a stream of
+/// new texts costs no allocation and no more memory. Two texts that share a slot push each
+/// other out, which only delays caching one of them.
+pub fn repeated(query: &str) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     const SLOTS: u64 = 1 << 16;
+    /// The low two bits of a slot count sightings (1 to 3); the rest is the text's hash.
+    const COUNT: u64 = 0b11;
     static TABLE: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
-    // Zero marks an empty slot.
-    let hash = text_hash(query).max(1);
-    let slot = usize::try_from(hash % SLOTS).unwrap_or(0);
-    table[slot].swap(hash, Ordering::Relaxed) == hash
+    let hash = text_hash(query);
+    let slot = &table[usize::try_from(hash % SLOTS).unwrap_or(0)];
+    // Never zero, which marks an empty slot.
+    let tag = (hash & !COUNT).max(COUNT + 1);
+    let held = slot.load(Ordering::Relaxed);
+    // Sightings before this one: two threads may count the same sighting once between them,
+    // which only delays caching.
+    let before = if held & !COUNT == tag {
+        held & COUNT
+    } else {
+        0
+    };
+    slot.store(tag | (before + 1).min(COUNT), Ordering::Relaxed);
+    before >= 2
 }
 
 fn text_hash(query: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(query)
-}
-
-/// Whether this query text is one that is asked again and again (its document is cached):
-/// only such queries' responses are worth caching, so one-off texts do not crowd out the ones
-/// dashboards repeat.
-pub fn seen_before(query: &str) -> bool {
-    documents().contains_key(query)
-}
-
-/// A query's parsed document, from the cache or parsed now; `None` when it does not parse,
-/// so the executor reports the error.
-async fn parsed(query: &str) -> Option<ExecutableDocument> {
-    // A text not seen before cannot be cached: no look-up, so a stream of one-off texts
-    // costs the cache nothing. (A text whose slot another took is parsed once more.)
-    if !sighted(query) {
-        crate::metrics::cache_lookup("document", false);
-        return parse::parse(query).ok();
-    }
-    let cache = documents();
-    let found = cache.get(query).await;
-    crate::metrics::cache_lookup("document", found.is_some());
-    if let Some(doc) = found {
-        return Some((*doc).clone());
-    }
-    let doc = parse::parse(query).ok()?;
-    cache.insert(query.to_owned(), Arc::new(doc.clone())).await;
-    Some(doc)
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<AppState>> {

@@ -41,6 +41,8 @@ pub const LOAD_RUN_DURATION: &str = "holdgraph_load_run_duration_seconds";
 pub const POOL_CONNECTIONS: &str = "holdgraph_db_pool_connections";
 /// Of those, connections idle in the pool.
 pub const POOL_IDLE: &str = "holdgraph_db_pool_idle_connections";
+/// Connections open on each HTTP thread.
+pub const HTTP_CONNECTIONS: &str = "holdgraph_http_connections";
 
 /// Distinct operation names that get series of their own.
 pub const MAX_OPERATIONS: usize = 100;
@@ -107,7 +109,7 @@ fn describe() {
     );
     describe_counter!(
         CACHE_HITS,
-        "Look-ups answered from a cache (response, analytics, checks, document, persisted_query)"
+        "Look-ups answered from a cache (response, analytics, checks, persisted_query)"
     );
     describe_counter!(CACHE_MISSES, "Look-ups a cache could not answer");
     describe_gauge!(DATA_VERSION, "The data version the server answers from");
@@ -122,6 +124,10 @@ fn describe() {
     );
     describe_gauge!(POOL_CONNECTIONS, "Connections the database pool holds");
     describe_gauge!(POOL_IDLE, "Connections idle in the database pool");
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "Connections open on each HTTP thread (with --http-threads above one)"
+    );
 }
 
 /// Renders every metric, with the pool gauges read now.
@@ -269,6 +275,12 @@ impl<V> EntryRef<V> for HashMap<Box<str>, V> {
         }
         self.get_mut(key).expect("just inserted")
     }
+}
+
+/// Records how many connections an HTTP thread holds open.
+pub fn http_connections(thread: usize, open: usize) {
+    handle();
+    metrics::gauge!(HTTP_CONNECTIONS, "thread" => thread.to_string()).set(open as f64);
 }
 
 /// Records the data version served.

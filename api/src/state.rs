@@ -46,6 +46,9 @@ pub struct ServerSettings {
     pub max_batch: usize,
     /// How long HTTP caches may keep a `GET /graphql` answer (`Cache-Control: max-age`).
     pub http_max_age: Duration,
+    /// Threads serving HTTP connections, each a runtime of its own (one: the caller's
+    /// runtime serves them); see [`crate::serve::serve`].
+    pub http_threads: usize,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +65,7 @@ impl Default for ServerSettings {
             cors_origins: "*".to_owned(),
             max_batch: 20,
             http_max_age: Duration::from_secs(5),
+            http_threads: 1,
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tests::{TestApp, project_dir};
 
-use super::graphql::{TOKEN, call, code, eventually, gql, server, server_on, setup};
+use super::graphql::{TOKEN, call, code, eventually, gql, server, server_on, server_with, setup};
 
 /// The query GraphiQL and code generators send (graphql-js `getIntrospectionQuery()`).
 const INTROSPECTION: &str = r#"query IntrospectionQuery {
@@ -374,7 +374,7 @@ async fn responses_of_repeated_texts_are_cached_and_one_off_texts_are_not() {
             .find(|c| c.name == "response")
             .expect("response cache")
     };
-    // Texts of their own: the parsed-document cache is the process's.
+    // Texts of their own: the table of sighted texts is the process's.
     let unique = format!("{:?}", std::time::SystemTime::now());
     let once = format!(r#"{{ etf(name: "DIA") {{ memberCount }} }} # once {unique}"#);
     gql(&router, &once, None).await;
@@ -452,4 +452,89 @@ async fn a_browser_on_another_origin_gets_its_preflight_and_answers_and_unlisted
         .await
         .expect("response");
     assert_eq!(allowed(&response), None);
+}
+
+#[tokio::test]
+async fn http_threads_share_a_burst_of_connections_answer_from_the_database_and_stop() {
+    let app = TestApp::new().await;
+    let holdings = sample();
+    setup(&app, &holdings).await;
+    let settings = holdgraph::state::ServerSettings {
+        http_threads: 2,
+        ..holdgraph::state::ServerSettings::default()
+    };
+    let (state, _) = server_with(&app, app.db.clone(), &holdings, settings).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(holdgraph::serve::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    // Eight clients at once, each on a connection of its own that stays open.
+    let clients: Vec<reqwest::Client> = (0..8).map(|_| reqwest::Client::new()).collect();
+    let post = |client: &reqwest::Client, query: &str| {
+        let request = client
+            .post(format!("http://{addr}/graphql"))
+            .json(&json!({ "query": query }));
+        async move {
+            let response = request.send().await.expect("request");
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let answers = futures_util::future::join_all(clients.iter().map(|c| {
+        post(
+            c,
+            r#"{ stock(symbol: "AAPL") { etfs { group { name } } } }"#,
+        )
+    }))
+    .await;
+    for answer in &answers {
+        let etfs = answer["data"]["stock"]["etfs"].as_array().expect("etfs");
+        assert!(!etfs.is_empty(), "{answer}");
+    }
+    // The run history is read from the database, from an HTTP thread's runtime.
+    let runs = post(
+        &clients[0],
+        "{ loadRuns(first: 2) { nodes { kind state } } }",
+    )
+    .await;
+    assert_eq!(
+        runs["data"]["loadRuns"]["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{runs}"
+    );
+    // Both threads hold some of the eight: no thread takes more than twice the least busy
+    // one's share plus two.
+    let metrics = clients[0]
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let open = |thread: &str| -> f64 {
+        let prefix = format!("holdgraph_http_connections{{thread=\"{thread}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (first, second) = (open("0"), open("1"));
+    assert_eq!(first + second, 8.0, "{metrics}");
+    assert!(
+        first >= 2.0 && second >= 2.0,
+        "{first} and {second}: {metrics}"
+    );
+    // Told to stop, it drains the idle connections and returns.
+    stop.send(()).expect("the server runs");
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), served)
+        .await
+        .expect("stopped in time")
+        .expect("the server task");
+    assert!(result.is_ok(), "{result:?}");
 }

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// max-age=N`); its ETag lets them revalidate after that.
     #[arg(long, env = "CACHE_MAX_AGE_SECS", default_value_t = 5)]
     pub cache_max_age_secs: u64,
+    /// Threads serving HTTP connections, each keeping the connections it accepted (0: one
+    /// per CPU core).
+    #[arg(long, env = "HTTP_THREADS", default_value_t = 0)]
+    pub http_threads: usize,
 }
 
 impl ServeArgs {
@@ -75,6 +79,10 @@ impl ServeArgs {
             cors_origins: self.cors_origins.clone(),
             max_batch: self.max_batch,
             http_max_age: Duration::from_secs(self.cache_max_age_secs),
+            http_threads: match self.http_threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
         }
     }
 }

@@ -12,29 +12,7 @@ use tests::{TestApp, project_dir};
 use super::graphql::{TOKEN, call, code, eventually, gql, server, server_on, server_with, setup};
 
 /// The query GraphiQL and code generators send (graphql-js `getIntrospectionQuery()`).
-const INTROSPECTION: &str = r#"query IntrospectionQuery {
-  __schema {
-    queryType { name } mutationType { name } subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) {
-    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
-  }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
-}"#;
+const INTROSPECTION: &str = include_str!("../queries/introspection.graphql");
 
 fn sample() -> String {
     project_dir().join("holdings").display().to_string()

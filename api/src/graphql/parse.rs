@@ -693,29 +693,7 @@ mod tests {
         "{ a(x: 123456789012345678901234567890) }",
         "{\r\n\r\n  a\r\r  b }",
         // graphql-js's introspection query, as GraphiQL sends it.
-        r#"query IntrospectionQuery {
-  __schema {
-    queryType { name } mutationType { name } subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) {
-    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
-  }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
-}"#,
+        include_str!("../../../tests/queries/introspection.graphql"),
         // Not documents, or not read fast.
         "{ a(x: \"héllo\") { b } }\n{ c }",
         "{ émoji: a }",

@@ -41,6 +41,7 @@ pub async fn serve(
         // The same socket, registered with each thread's runtime in turn.
         let socket = listener.try_clone()?;
         let (open, changed) = (open.clone(), changed.clone());
+        let (gone, gone_changed) = (open.clone(), changed.clone());
         let router = router.clone();
         let mut stopped = stopped.clone();
         let (done, finished) = tokio::sync::oneshot::channel();
@@ -64,6 +65,10 @@ pub async fn serve(
                             .await
                         })
                     });
+                // A thread that stopped (or never started) takes no more connections: out of
+                // the count, so the others do not wait for it.
+                gone[thread].store(usize::MAX, Ordering::Relaxed);
+                gone_changed.notify_waiters();
                 let _ = done.send(served);
             })?;
         workers.push(finished);
@@ -99,15 +104,20 @@ struct Share {
 
 impl Share {
     fn ahead(&self) -> bool {
-        let mine = self.open[self.thread].load(Ordering::Relaxed);
-        let least = self
-            .open
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        mine > 2 * least + 2
+        ahead(&self.open, self.thread)
     }
+}
+
+/// Whether `thread` holds more than twice the least busy thread's connections plus two. A
+/// stopped thread's count is `usize::MAX`, never the least while another runs.
+fn ahead(open: &[AtomicUsize], thread: usize) -> bool {
+    let mine = open[thread].load(Ordering::Relaxed);
+    let least = open
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0);
+    mine > least.saturating_mul(2).saturating_add(2)
 }
 
 impl axum::serve::Listener for Share {
@@ -154,8 +164,13 @@ pub struct Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let open = self.open[self.thread].fetch_sub(1, Ordering::Relaxed) - 1;
-        crate::metrics::http_connections(self.thread, open);
+        let open = self.open[self.thread]
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        // (After its thread stopped, the count is out of use.)
+        if open < usize::MAX / 2 {
+            crate::metrics::http_connections(self.thread, open);
+        }
         self.changed.notify_waiters();
     }
 }
@@ -266,4 +281,29 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(open: &[usize]) -> Vec<AtomicUsize> {
+        open.iter().map(|&n| AtomicUsize::new(n)).collect()
+    }
+
+    #[test]
+    fn a_thread_leaves_new_connections_to_the_others_past_twice_the_least_plus_two() {
+        assert!(!ahead(&counts(&[2, 0]), 0));
+        assert!(ahead(&counts(&[3, 0]), 0));
+        assert!(
+            !ahead(&counts(&[0, 3]), 0),
+            "the least busy thread always takes more"
+        );
+        assert!(!ahead(&counts(&[12, 5]), 0));
+        assert!(ahead(&counts(&[13, 5]), 0));
+        // A stopped thread is out of the count: the one left takes every connection.
+        assert!(!ahead(&counts(&[100, usize::MAX]), 0));
+        // Counts at their limit do not overflow.
+        assert!(!ahead(&counts(&[usize::MAX, usize::MAX]), 0));
+    }
 }

@@ -155,7 +155,7 @@ impl axum::serve::Listener for Share {
 }
 
 /// A connection that counts itself out of its thread's open connections when closed.
-pub struct Counted {
+struct Counted {
     stream: tokio::net::TcpStream,
     thread: usize,
     open: Arc<[AtomicUsize]>,

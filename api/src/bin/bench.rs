@@ -442,18 +442,7 @@ async fn serve(
         // cache), no socket: what a warm dashboard query costs the server.
         let router = holdgraph::http::router(state.clone());
         let body = serde_json::json!({ "query": query }).to_string();
-        let through_router = || {
-            let request = axum::http::Request::post("/graphql")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body.clone()));
-            let router = router.clone();
-            async move {
-                use tower::ServiceExt;
-                let response = router.oneshot(request?).await?;
-                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
-                anyhow::Ok(bytes)
-            }
-        };
+        let through_router = || post_in_process(&router, body.clone());
         for _ in 0..3 {
             let bytes = through_router().await?;
             anyhow::ensure!(bytes.starts_with(b"{\"data\""), "the routed query failed");
@@ -491,18 +480,7 @@ async fn serve(
                 r#"{{ s{n}: stock(symbol: "{}") {{ etfs {{ weight group {{ name }} }} }} }}"#,
                 symbols[n % symbols.len()]
             );
-            let request = axum::http::Request::post("/graphql")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(
-                    serde_json::json!({ "query": query }).to_string(),
-                ));
-            let router = router.clone();
-            async move {
-                use tower::ServiceExt;
-                let response = router.oneshot(request?).await?;
-                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
-                anyhow::Ok(bytes)
-            }
+            post_in_process(&router, serde_json::json!({ "query": query }).to_string())
         };
         let bytes = new_text(0).await?;
         anyhow::ensure!(bytes.starts_with(b"{\"data\""), "the new-text query failed");
@@ -601,6 +579,17 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// A JSON body posted to `/graphql` through the router in process (no socket); the response
+/// body.
+async fn post_in_process(router: &axum::Router, body: String) -> anyhow::Result<axum::body::Bytes> {
+    use tower::ServiceExt;
+    let request = axum::http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))?;
+    let response = router.clone().oneshot(request).await?;
+    Ok(axum::body::to_bytes(response.into_body(), usize::MAX).await?)
 }
 
 /// One table row of the `serve` benchmark from its sorted latencies (µs).

@@ -49,6 +49,9 @@ pub struct ServerSettings {
     /// Threads serving HTTP connections, each a runtime of its own (one: the caller's
     /// runtime serves them); see [`crate::serve::serve`].
     pub http_threads: usize,
+    /// With as many HTTP threads as the process has cores, each thread stays on a core of its
+    /// own and takes the connections whose packets arrive there; see [`crate::serve::serve`].
+    pub pin_http_threads: bool,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +69,7 @@ impl Default for ServerSettings {
             max_batch: 20,
             http_max_age: Duration::from_secs(5),
             http_threads: 1,
+            pin_http_threads: true,
         }
     }
 }

@@ -516,3 +516,104 @@ async fn http_threads_share_a_burst_of_connections_answer_from_the_database_and_
         .expect("the server task");
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// With one HTTP thread per core, each on its core, a connection goes to the thread on the core
+/// its packets arrive on (on loopback, the client's): a client kept on the last core is served
+/// by the last thread, up to the limit of twice the least busy thread's connections plus two.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn pinned_http_threads_take_the_connections_of_their_core() {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    use std::io::{Read, Write};
+
+    let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect();
+    if cpus.len() < 2 {
+        eprintln!("one core: no other thread to hand connections to");
+        return;
+    }
+    let app = TestApp::new().await;
+    let holdings = sample();
+    setup(&app, &holdings).await;
+    let settings = holdgraph::state::ServerSettings {
+        http_threads: cpus.len(),
+        pin_http_threads: true,
+        ..holdgraph::state::ServerSettings::default()
+    };
+    let (state, _) = server_with(&app, app.db.clone(), &holdings, settings).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(holdgraph::serve::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let last = cpus.len() - 1;
+    let core = cpus[last];
+    // On a thread of its own kept on the last core: three connections, each answered before
+    // the next opens and all left open, then the metrics on a fourth.
+    let metrics = tokio::task::spawn_blocking(move || {
+        let mut set = CpuSet::new();
+        set.set(core).expect("cpu");
+        sched_setaffinity(Pid::from_raw(0), &set).expect("pin the client");
+        let ask = |path: &str| {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: keep-alive\r\n\r\n"
+            )
+            .expect("send");
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Headers, then the body up to its Content-Length.
+            loop {
+                let n = stream.read(&mut buf).expect("read");
+                assert!(n > 0, "closed early");
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if answer.len() >= end + 4 + length {
+                        return (stream, text[end + 4..].to_string());
+                    }
+                }
+            }
+        };
+        let held: Vec<_> = (0..3).map(|_| ask("/health").0).collect();
+        let (_metrics_connection, metrics) = ask("/metrics");
+        drop(held);
+        metrics
+    })
+    .await
+    .expect("client");
+    let open = |thread: usize| -> f64 {
+        let prefix = format!("holdgraph_http_connections{{thread=\"{thread}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(open(last), 3.0, "the last core's thread: {metrics}");
+    // The fourth went elsewhere: the last thread was at the limit.
+    let others: f64 = (0..last).map(open).sum();
+    assert_eq!(others, 1.0, "{metrics}");
+    stop.send(()).expect("the server runs");
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), served)
+        .await
+        .expect("stopped in time")
+        .expect("the server task");
+    assert!(result.is_ok(), "{result:?}");
+}

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// per CPU core).
     #[arg(long, env = "HTTP_THREADS", default_value_t = 0)]
     pub http_threads: usize,
+    /// With one HTTP thread per core (the default), keep each thread on its core and hand it
+    /// the connections whose packets that core handles (`false`: let the threads move).
+    #[arg(long, env = "PIN_HTTP_THREADS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_http_threads: bool,
 }
 
 impl ServeArgs {
@@ -83,6 +87,7 @@ impl ServeArgs {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
             },
+            pin_http_threads: self.pin_http_threads,
         }
     }
 }

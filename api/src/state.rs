@@ -301,6 +301,7 @@ impl AppState {
             self.events.snapshot_swapped(&old, &snapshot);
         }
         crate::metrics::data_version(version);
+        retire(old);
         tracing::info!(
             data.version = version,
             snapshot.groups = groups,
@@ -415,6 +416,31 @@ fn watch(state: &Arc<AppState>) {
     if postgres {
         tokio::spawn(listen_for_loads(Arc::downgrade(state)));
     }
+}
+
+/// Frees a snapshot replaced by another once the requests still reading it are done, here in
+/// the background: left to them, the last request to let go would free every membership of it
+/// on an HTTP thread, in the middle of serving. A snapshot still held after a minute (by a
+/// long subscription, say) is left to its last reader.
+fn retire(old: Arc<Snapshot>) {
+    tokio::spawn(async move {
+        let mut old = old;
+        for _ in 0..60_000 / 5 {
+            match Arc::try_unwrap(old) {
+                Ok(snapshot) => {
+                    let clock = Instant::now();
+                    drop(snapshot);
+                    tracing::debug!(
+                        duration_ms = clock.elapsed().as_secs_f64() * 1e3,
+                        "freed the snapshot before"
+                    );
+                    return;
+                }
+                Err(held) => old = held,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
 }
 
 /// Reads the version every `poll` (or when woken) and swaps in new snapshots. On SQLite the

@@ -730,7 +730,8 @@ async fn get_serves_queries_and_graphiql_but_refuses_mutations() {
 }
 
 #[tokio::test]
-async fn a_request_holding_a_snapshot_keeps_its_version_while_a_load_commits() {
+async fn a_request_holding_a_snapshot_keeps_its_version_while_a_load_commits_and_it_is_freed_after()
+{
     let app = TestApp::new().await;
     let dir = app.copy_holdings();
     let h = dir.display().to_string();
@@ -773,6 +774,25 @@ async fn a_request_holding_a_snapshot_keeps_its_version_while_a_load_commits() {
     };
     assert_eq!(xle(&old), Some(22));
     assert_eq!(xle(&new), Some(21));
+
+    // Replaced, the old snapshot is waited for in the background, which frees it once the
+    // last request lets go: that request (on an HTTP thread) does not pay for the freeing.
+    assert_eq!(
+        std::sync::Arc::strong_count(&old),
+        2,
+        "this request and the background"
+    );
+    let freed = std::sync::Arc::downgrade(&old);
+    drop(old);
+    assert!(
+        freed.upgrade().is_some(),
+        "the background still holds it, for a moment"
+    );
+    let clock = std::time::Instant::now();
+    while freed.upgrade().is_some() && clock.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(freed.upgrade().is_none(), "freed once let go");
 }
 
 #[tokio::test]

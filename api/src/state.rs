@@ -374,7 +374,7 @@ impl AppState {
     /// For SQLite: the size and time of the database file and its WAL. Every commit, from any
     /// process, changes them, and reads change neither, so the version is read only when the
     /// stamp moved (and once a second, to keep the health current).
-    fn file_stamp(&self) -> Option<Vec<Option<(u64, std::time::SystemTime)>>> {
+    fn file_stamp(&self) -> Option<Stamp> {
         let files = self.sqlite_files.as_ref()?;
         Some(
             files
@@ -446,8 +446,7 @@ fn retire(old: Arc<Snapshot>) {
 /// Reads the version every `poll` (or when woken) and swaps in new snapshots. On SQLite the
 /// poll is a `stat` of the files, and the version is read when they changed.
 async fn poll_versions(state: Weak<AppState>, poll: Duration) {
-    let mut last_stamp = None;
-    let mut last_read = Instant::now();
+    let mut due = Due::new(Instant::now());
     loop {
         let Some(s) = state.upgrade() else { return };
         let woken = tokio::select! {
@@ -459,21 +458,73 @@ async fn poll_versions(state: Weak<AppState>, poll: Duration) {
             continue;
         }
         let stamp = s.file_stamp();
-        let due = woken
-            || stamp.is_none()
-            || stamp != last_stamp
-            || last_read.elapsed() >= Duration::from_secs(1)
-            || !s.db_up.load(Ordering::Relaxed);
-        if !due {
+        let down = !s.db_up.load(Ordering::Relaxed);
+        if !due.check(stamp, woken || down, Instant::now()) {
             continue;
         }
-        last_stamp = stamp;
-        last_read = Instant::now();
-        if let Err(e) = s.sync_version(false).await {
-            tracing::debug!(error = %e, "version check failed");
-            drop(s);
-            // Back off while the database is down; the state may be dropped meanwhile.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        match s.sync_version(false).await {
+            Ok(moved) => due.read(moved),
+            Err(e) => {
+                tracing::debug!(error = %e, "version check failed");
+                drop(s);
+                // Back off while the database is down; the state may be dropped meanwhile.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// When the version poll reads the version: when woken, when the database files' stamp
+/// changed, for a few polls after that, and at least once a second.
+///
+/// The few polls after a change: SQLite writes a commit's frames to the WAL file, then marks
+/// them committed in the shared-memory index, which no `stat` sees. A read between the two
+/// finds the old version, and the files do not change again; without another look, the new
+/// version would wait for the once-a-second read.
+struct Due {
+    stamp: Option<Stamp>,
+    read_at: Instant,
+    /// Polls left that read the version although the stamp did not change again.
+    again: u8,
+}
+
+/// What `stat` says of each of the SQLite database's files (size and time of change).
+type Stamp = Vec<Option<(u64, std::time::SystemTime)>>;
+
+impl Due {
+    /// Polls that read again after the files changed.
+    const AGAIN: u8 = 3;
+
+    fn new(now: Instant) -> Self {
+        Self {
+            stamp: None,
+            read_at: now,
+            again: 0,
+        }
+    }
+
+    /// Whether this poll reads the version (and if so, remembers the stamp as read).
+    fn check(&mut self, stamp: Option<Stamp>, woken: bool, now: Instant) -> bool {
+        let changed = stamp.is_none() || stamp != self.stamp;
+        if changed {
+            self.again = Self::AGAIN;
+        }
+        let due = woken
+            || changed
+            || self.again > 0
+            || now.duration_since(self.read_at) >= Duration::from_secs(1);
+        if due {
+            self.again = self.again.saturating_sub(1);
+            self.stamp = stamp;
+            self.read_at = now;
+        }
+        due
+    }
+
+    /// The read found a new version (`moved`): no need to look again.
+    fn read(&mut self, moved: bool) {
+        if moved {
+            self.again = 0;
         }
     }
 }
@@ -588,5 +639,35 @@ impl AppState {
             invalidated,
             warmed: warm,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_when_the_files_change_and_a_few_polls_after() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let stamp = |n: u64| Some(vec![Some((n, std::time::SystemTime::UNIX_EPOCH))]);
+        let mut due = Due::new(start);
+        assert!(due.check(stamp(1), false, at(10)), "first stamp");
+        // The version did not move: the next polls read again, then stop.
+        due.read(false);
+        assert!(due.check(stamp(1), false, at(20)));
+        assert!(due.check(stamp(1), false, at(30)));
+        assert!(!due.check(stamp(1), false, at(40)));
+        assert!(!due.check(stamp(1), false, at(500)));
+        // Once a second regardless, and whenever woken.
+        assert!(due.check(stamp(1), false, at(1040)));
+        assert!(due.check(stamp(1), true, at(1050)));
+        // A change that moved the version needs no second look.
+        assert!(due.check(stamp(2), false, at(1060)));
+        due.read(true);
+        assert!(!due.check(stamp(2), false, at(1070)));
+        // PostgreSQL has no files: every poll reads.
+        assert!(due.check(None, false, at(1080)));
+        assert!(due.check(None, false, at(1090)));
     }
 }

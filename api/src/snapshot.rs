@@ -220,40 +220,39 @@ impl Snapshot {
                  GROUP BY m.group_id"
             }
         };
-        let results = of_environment(&txn, backend, sql, environment).await?;
-        let loaded = loaded_runs(&txn, backend, environment).await?;
-        txn.commit().await?;
-        // Reading the members' JSON and building the indexes is CPU work (60 ms at 1×, seconds
-        // at 100×): on the blocking pool, so the runtime's workers keep answering requests.
-        tokio::task::spawn_blocking(move || {
-            let mut rows: Vec<Row> = Vec::new();
-            for result in results {
+        // Reading the members' JSON is CPU work (a second at 100×): on the blocking pool, so
+        // the runtime's workers keep answering requests, and group by group as the rows come,
+        // while the database writes the next ones.
+        let (send, receive) = std::sync::mpsc::channel::<(i32, String)>();
+        let unpacking = tokio::task::spawn_blocking(move || unpack(receive));
+        let streamed = async {
+            use futures_util::TryStreamExt as _;
+            use sea_orm::StreamTrait as _;
+            let statement = Statement::from_sql_and_values(backend, sql, [environment.into()]);
+            let mut stream = txn.stream_raw(statement).await?;
+            while let Some(result) = stream.try_next().await? {
                 let group_id: i32 = result.try_get_by_index(0)?;
                 let members: String = result.try_get_by_index(1)?;
-                let members: Vec<Packed> = serde_json::from_str(&members)
-                    .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
-                rows.extend(members.into_iter().map(|(symbol, weight, metadata)| {
-                    let Meta {
-                        name,
-                        source,
-                        industry,
-                        country,
-                    } = metadata.unwrap_or_default();
-                    (
-                        group_id,
-                        symbol,
-                        weight.and_then(Weight::value),
-                        name,
-                        source,
-                        industry,
-                        country,
-                    )
-                }));
+                if send.send((group_id, members)).is_err() {
+                    // The unpacking stopped at an error, which it returns.
+                    break;
+                }
             }
-            Ok(Self::build(version, groups, rows, &loaded, caches))
-        })
-        .await
-        .map_err(|e| DbErr::Custom(format!("the snapshot build stopped: {e}")))?
+            Ok::<_, DbErr>(())
+        }
+        .await;
+        drop(send);
+        let rows = unpacking
+            .await
+            .map_err(|e| DbErr::Custom(format!("the snapshot build stopped: {e}")))?;
+        streamed?;
+        let rows = rows?;
+        let loaded = loaded_runs(&txn, backend, environment).await?;
+        txn.commit().await?;
+        // Building the indexes, too, is CPU work.
+        tokio::task::spawn_blocking(move || Self::build(version, groups, rows, &loaded, caches))
+            .await
+            .map_err(|e| DbErr::Custom(format!("the snapshot build stopped: {e}")))
     }
 
     /// Builds the indexes from the rows of one version (no load run recorded for any group).
@@ -544,6 +543,33 @@ async fn of_environment(
         [environment.into()],
     ))
     .await
+}
+
+/// The memberships of each group's JSON array, in the order the groups come.
+fn unpack(groups: std::sync::mpsc::Receiver<(i32, String)>) -> Result<Vec<Row>, DbErr> {
+    let mut rows: Vec<Row> = Vec::new();
+    for (group_id, members) in groups {
+        let members: Vec<Packed> = serde_json::from_str(&members)
+            .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
+        rows.extend(members.into_iter().map(|(symbol, weight, metadata)| {
+            let Meta {
+                name,
+                source,
+                industry,
+                country,
+            } = metadata.unwrap_or_default();
+            (
+                group_id,
+                symbol,
+                weight.and_then(Weight::value),
+                name,
+                source,
+                industry,
+                country,
+            )
+        }));
+    }
+    Ok(rows)
 }
 
 async fn loaded_runs(

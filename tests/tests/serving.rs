@@ -432,24 +432,66 @@ async fn a_browser_on_another_origin_gets_its_preflight_and_answers_and_unlisted
     assert_eq!(allowed(&response), None);
 }
 
+/// `serve::serve` on 127.0.0.1 with these settings over the sample data, until stopped.
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The database, dropped with the server.
+    _app: TestApp,
+}
+
+impl Served {
+    async fn start(settings: holdgraph::state::ServerSettings) -> Self {
+        let app = TestApp::new().await;
+        let holdings = sample();
+        setup(&app, &holdings).await;
+        let (state, _) = server_with(&app, app.db.clone(), &holdings, settings).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(holdgraph::serve::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop,
+            served,
+            _app: app,
+        }
+    }
+
+    /// Stops the server and checks it returned cleanly, in time.
+    async fn stop(self) {
+        self.stop.send(()).expect("the server runs");
+        let result = tokio::time::timeout(std::time::Duration::from_secs(30), self.served)
+            .await
+            .expect("stopped in time")
+            .expect("the server task");
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
+/// The connections `/metrics` says an HTTP thread holds open.
+fn open(metrics: &str, thread: usize) -> f64 {
+    let prefix = format!("holdgraph_http_connections{{thread=\"{thread}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn http_threads_share_a_burst_of_connections_answer_from_the_database_and_stop() {
-    let app = TestApp::new().await;
-    let holdings = sample();
-    setup(&app, &holdings).await;
-    let settings = holdgraph::state::ServerSettings {
+    let served = Served::start(holdgraph::state::ServerSettings {
         http_threads: 2,
         ..holdgraph::state::ServerSettings::default()
-    };
-    let (state, _) = server_with(&app, app.db.clone(), &holdings, settings).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(holdgraph::serve::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
+    let addr = served.addr;
     // Eight clients at once, each on a connection of its own that stays open.
     let clients: Vec<reqwest::Client> = (0..8).map(|_| reqwest::Client::new()).collect();
     let post = |client: &reqwest::Client, query: &str| {
@@ -494,27 +536,14 @@ async fn http_threads_share_a_burst_of_connections_answer_from_the_database_and_
         .text()
         .await
         .expect("text");
-    let open = |thread: &str| -> f64 {
-        let prefix = format!("holdgraph_http_connections{{thread=\"{thread}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    let (first, second) = (open("0"), open("1"));
+    let (first, second) = (open(&metrics, 0), open(&metrics, 1));
     assert_eq!(first + second, 8.0, "{metrics}");
     assert!(
         first >= 2.0 && second >= 2.0,
         "{first} and {second}: {metrics}"
     );
     // Told to stop, it drains the idle connections and returns.
-    stop.send(()).expect("the server runs");
-    let result = tokio::time::timeout(std::time::Duration::from_secs(30), served)
-        .await
-        .expect("stopped in time")
-        .expect("the server task");
-    assert!(result.is_ok(), "{result:?}");
+    served.stop().await;
 }
 
 /// With one HTTP thread per core, each on its core, a connection goes to the thread on the core
@@ -535,23 +564,13 @@ async fn pinned_http_threads_take_the_connections_of_their_core() {
         eprintln!("one core: no other thread to hand connections to");
         return;
     }
-    let app = TestApp::new().await;
-    let holdings = sample();
-    setup(&app, &holdings).await;
-    let settings = holdgraph::state::ServerSettings {
+    let served = Served::start(holdgraph::state::ServerSettings {
         http_threads: cpus.len(),
         pin_http_threads: true,
         ..holdgraph::state::ServerSettings::default()
-    };
-    let (state, _) = server_with(&app, app.db.clone(), &holdings, settings).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(holdgraph::serve::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
+    let addr = served.addr;
     let last = cpus.len() - 1;
     let core = cpus[last];
     // On a thread of its own kept on the last core: three connections, each answered before
@@ -598,22 +617,13 @@ async fn pinned_http_threads_take_the_connections_of_their_core() {
     })
     .await
     .expect("client");
-    let open = |thread: usize| -> f64 {
-        let prefix = format!("holdgraph_http_connections{{thread=\"{thread}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    assert_eq!(open(last), 3.0, "the last core's thread: {metrics}");
+    assert_eq!(
+        open(&metrics, last),
+        3.0,
+        "the last core's thread: {metrics}"
+    );
     // The fourth went elsewhere: the last thread was at the limit.
-    let others: f64 = (0..last).map(open).sum();
+    let others: f64 = (0..last).map(|thread| open(&metrics, thread)).sum();
     assert_eq!(others, 1.0, "{metrics}");
-    stop.send(()).expect("the server runs");
-    let result = tokio::time::timeout(std::time::Duration::from_secs(30), served)
-        .await
-        .expect("stopped in time")
-        .expect("the server task");
-    assert!(result.is_ok(), "{result:?}");
+    served.stop().await;
 }

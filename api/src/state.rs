@@ -373,7 +373,8 @@ impl AppState {
 
     /// For SQLite: the size and time of the database file and its WAL. Every commit, from any
     /// process, changes them, and reads change neither, so the version is read only when the
-    /// stamp moved (and once a second, to keep the health current).
+    /// stamp moved (and for two polls after, see `Due`; and once a second, to keep the health
+    /// current).
     fn file_stamp(&self) -> Option<Stamp> {
         let files = self.sqlite_files.as_ref()?;
         Some(

@@ -182,10 +182,12 @@ impl Share {
 
     /// Counts a connection in as this thread's and returns it.
     fn keep(&self, stream: tokio::net::TcpStream, counted: bool) -> Counted {
-        if !counted {
-            self.open[self.thread].fetch_add(1, Ordering::Relaxed);
-        }
-        let open = self.open[self.thread].load(Ordering::Relaxed);
+        let mine = &self.open[self.thread];
+        let open = if counted {
+            mine.load(Ordering::Relaxed)
+        } else {
+            mine.fetch_add(1, Ordering::Relaxed) + 1
+        };
         crate::metrics::http_connections(self.thread, open);
         self.changed.notify_waiters();
         Counted {
@@ -247,6 +249,7 @@ impl axum::serve::Listener for Share {
                         Ok(stream) => return (self.keep(stream, true), addr),
                         Err(e) => {
                             self.open[self.thread].fetch_sub(1, Ordering::Relaxed);
+                            self.changed.notify_waiters();
                             tracing::debug!(error = %e, "cannot take a connection handed over");
                         }
                     }
@@ -375,7 +378,7 @@ where
 /// The cores this process may run on, pinning a thread to one, and the core a connection's
 /// packets arrive on (`SO_INCOMING_CPU`).
 #[cfg(target_os = "linux")]
-mod cores {
+pub mod cores {
     use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
     use nix::unistd::Pid;
 
@@ -404,7 +407,7 @@ mod cores {
 
 /// Elsewhere threads are not pinned, and connections stay where they were accepted.
 #[cfg(not(target_os = "linux"))]
-mod cores {
+pub mod cores {
     pub fn allowed() -> Vec<usize> {
         Vec::new()
     }

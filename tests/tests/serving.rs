@@ -552,14 +552,10 @@ async fn http_threads_share_a_burst_of_connections_answer_from_the_database_and_
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn pinned_http_threads_take_the_connections_of_their_core() {
-    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-    use nix::unistd::Pid;
+    use holdgraph::serve::cores;
     use std::io::{Read, Write};
 
-    let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
-    let cpus: Vec<usize> = (0..CpuSet::count())
-        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
-        .collect();
+    let cpus = cores::allowed();
     if cpus.len() < 2 {
         eprintln!("one core: no other thread to hand connections to");
         return;
@@ -576,9 +572,7 @@ async fn pinned_http_threads_take_the_connections_of_their_core() {
     // On a thread of its own kept on the last core: three connections, each answered before
     // the next opens and all left open, then the metrics on a fourth.
     let metrics = tokio::task::spawn_blocking(move || {
-        let mut set = CpuSet::new();
-        set.set(core).expect("cpu");
-        sched_setaffinity(Pid::from_raw(0), &set).expect("pin the client");
+        cores::pin(core).expect("pin the client");
         let ask = |path: &str| {
             let mut stream = std::net::TcpStream::connect(addr).expect("connect");
             write!(

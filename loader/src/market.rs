@@ -123,18 +123,29 @@ const EXCHANGES: &[(&str, &str)] = &[
 
 /// A country's code from its name, one of its other spellings, or its code (any case).
 pub fn country_code(text: &str) -> Option<&'static str> {
+    country_id(text).and_then(country_at)
+}
+
+/// The country [`country_code`] finds, as its place in the table: two bytes where a graph
+/// keeps one per membership. [`country_at`] gives its code.
+pub fn country_id(text: &str) -> Option<u16> {
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
     COUNTRIES
         .iter()
-        .find(|(code, name, others)| {
+        .position(|(code, name, others)| {
             code.eq_ignore_ascii_case(text)
                 || name.eq_ignore_ascii_case(text)
                 || others.iter().any(|o| o.eq_ignore_ascii_case(text))
         })
-        .map(|(code, _, _)| *code)
+        .and_then(|i| u16::try_from(i).ok())
+}
+
+/// The code of a country by its [`country_id`].
+pub fn country_at(id: u16) -> Option<&'static str> {
+    COUNTRIES.get(usize::from(id)).map(|(code, _, _)| *code)
 }
 
 /// A country's display name from its code.

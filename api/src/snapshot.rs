@@ -30,6 +30,9 @@ use crate::cache::Caches;
 pub struct Member {
     /// The stock, as an index into [`Snapshot::stocks`].
     pub stock: u32,
+    /// The country the member's file gives its market, as a [`loader::market::country_id`]
+    /// (it fits beside `stock`: a member takes no more memory for it).
+    pub country: Option<u16>,
     /// Percent of the fund; `None` for sectors, themes and universes.
     pub weight: Option<f64>,
     /// The name the group's file gave the member.
@@ -63,7 +66,7 @@ pub struct At {
 }
 
 /// A stock: any symbol with a membership.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Stock {
     pub symbol: Arc<str>,
     /// Every membership, heaviest first, ties by group name.
@@ -71,7 +74,7 @@ pub struct Stock {
     /// The shown name: the one the most recently loaded file gives it (see
     /// [`current_names`]), else its sector membership's.
     pub name: Option<Arc<str>>,
-    /// Its sector group, when it has one.
+    /// Its sector group, when it has one (of two, the one with the higher id).
     pub sector: Option<u32>,
     /// Where the sector came from (`provider`, `manual`, ...).
     pub sector_source: Option<Box<str>>,
@@ -79,30 +82,38 @@ pub struct Stock {
     pub industry: Option<Box<str>>,
     /// Whether an ETF, universe or theme holds it (a stock in the API's lists).
     pub listed: bool,
-    /// The ISO code of the country its market is in, when a file or its fund names it.
+    /// The ISO code of the country its market is in, when a file or its fund names it (of
+    /// two, the one the group with the lower id gives).
     pub country: Option<&'static str>,
 }
 
 /// Everything served at one data version.
+///
+/// A snapshot built after another one shares with it what a load left as it was: the groups
+/// whose members did not change, and the indexes of groups and stocks when no group and no
+/// stock came or went (see [`Snapshot::read`]).
 pub struct Snapshot {
     /// The `data_versions` counter the rows were read at.
     pub version: i64,
     /// Ordered by type, then name.
-    pub groups: Vec<Group>,
+    pub groups: Vec<Arc<Group>>,
     /// Ordered by symbol.
     pub stocks: Vec<Stock>,
-    by_id: HashMap<i32, u32>,
-    by_key: HashMap<(GroupType, Box<str>), u32>,
-    by_symbol: HashMap<Arc<str>, u32>,
+    by_id: Arc<HashMap<i32, u32>>,
+    by_key: Arc<HashMap<(GroupType, Box<str>), u32>>,
+    by_symbol: Arc<HashMap<Arc<str>, u32>>,
     /// Ticker → the stocks whose listing key adds a market or a name to it (`SAN` →
     /// `SAN:ES`, `SAN:FR`).
-    by_ticker: HashMap<Box<str>, Vec<u32>>,
+    by_ticker: Arc<HashMap<Box<str>, Vec<u32>>>,
     /// Symbols of listed stocks, sorted.
     pub listed: Vec<Arc<str>>,
     /// What is computed from this snapshot (responses, analytics, report, validation).
     pub caches: Caches,
     /// Memberships held, all groups together.
     pub memberships: usize,
+    /// The groups whose members this snapshot read from the database (all of them, unless it
+    /// was built from the previous one).
+    pub groups_read: usize,
     /// The search index, built on first use.
     search: OnceLock<crate::search::Index>,
 }
@@ -188,71 +199,63 @@ impl Snapshot {
     }
 
     /// Reads the environment's graph at its current data version, in one read transaction.
+    ///
+    /// Given the snapshot served until now, it reads only the members of the groups that
+    /// changed since its version, and shares the others with it. The groups that changed are
+    /// the ones the load runs of the versions in between recorded changes for, and those whose
+    /// description, metadata or last load run differ. It reads everything when that cannot be
+    /// told (a version no run recorded) or saves nothing: a group or a stock came or went,
+    /// which moves the indexes, or the changed groups hold half the memberships.
     pub async fn read(
         db: &DatabaseConnection,
         environment: &str,
         caches: Caches,
+        previous: Option<Arc<Snapshot>>,
     ) -> Result<Self, DbErr> {
+        let caches = match previous {
+            Some(old) => match Self::read_changes(db, environment, caches, old).await? {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(caches) => *caches,
+            },
+            None => caches,
+        };
         let backend = db.get_database_backend();
         let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         let groups = loader::graph::groups(&txn, environment, None).await?;
-        // One row per group, its members as one JSON array: the drivers hand rows over one
-        // at a time (sqlx's SQLite worker thread, a message each on PostgreSQL), which cost
-        // more than the data when every membership was a row.
-        let sql = match backend {
-            DbBackend::Postgres => {
-                "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, m.metadata))::text \
-                 FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
-                 WHERE g.environment = $1 GROUP BY m.group_id"
-            }
-            // The JSON is written by concatenation: the metadata is stored as JSON text and goes
-            // in as it is, unparsed (four json_extract calls a row were a third of the read);
-            // weights with 17 significant digits read back as the same double. Groups by
-            // `IN`, so the rows come in the (group_id, symbol) index's order and the GROUP BY
-            // needs no sort.
-            _ => {
-                "SELECT m.group_id, '[' || group_concat('[' || json_quote(m.symbol) || ',' || \
-                 ifnull(printf('%!.17g', m.weight), 'null') || ',' || ifnull(m.metadata, 'null') \
-                 || ']', ',') || ']' \
-                 FROM group_memberships m \
-                 WHERE m.group_id IN (SELECT id FROM definition_groups WHERE environment = ?) \
-                 GROUP BY m.group_id"
-            }
-        };
-        // Reading the members' JSON is CPU work (a second at 100×): on the blocking pool, so
-        // the runtime's workers keep answering requests, and group by group as the rows come,
-        // while the database writes the next ones.
-        let (send, receive) = std::sync::mpsc::channel::<(i32, String)>();
-        let unpacking = tokio::task::spawn_blocking(move || unpack(receive));
-        let streamed = async {
-            use futures_util::TryStreamExt as _;
-            use sea_orm::StreamTrait as _;
-            let statement = Statement::from_sql_and_values(backend, sql, [environment.into()]);
-            let mut stream = txn.stream_raw(statement).await?;
-            while let Some(result) = stream.try_next().await? {
-                let group_id: i32 = result.try_get_by_index(0)?;
-                let members: String = result.try_get_by_index(1)?;
-                if send.send((group_id, members)).is_err() {
-                    // The unpacking stopped at an error, which it returns.
-                    break;
-                }
-            }
-            Ok::<_, DbErr>(())
-        }
-        .await;
-        drop(send);
-        let rows = unpacking
-            .await
-            .map_err(|e| DbErr::Custom(format!("the snapshot build stopped: {e}")))?;
-        streamed?;
-        let rows = rows?;
+        let rows = read_members(&txn, backend, environment, None).await?;
         let loaded = loaded_runs(&txn, backend, environment).await?;
         txn.commit().await?;
         // Building the indexes, too, is CPU work.
-        tokio::task::spawn_blocking(move || Self::build(version, groups, rows, &loaded, caches))
-            .await
-            .map_err(|e| DbErr::Custom(format!("the snapshot build stopped: {e}")))
+        off_the_runtime(move || Self::build(version, groups, rows, &loaded, caches)).await
+    }
+
+    /// The snapshot at the current version built from `old` and the groups that changed since,
+    /// or the caches back when it cannot be (see [`Snapshot::read`]).
+    async fn read_changes(
+        db: &DatabaseConnection,
+        environment: &str,
+        caches: Caches,
+        old: Arc<Snapshot>,
+    ) -> Result<Result<Self, Box<Caches>>, DbErr> {
+        let backend = db.get_database_backend();
+        let txn = loader::store::begin_read(db).await?;
+        let version = loader::store::data_version(&txn, environment).await?;
+        let mut groups = loader::graph::groups(&txn, environment, None).await?;
+        // In the snapshot's order, to pair them with its groups.
+        sort_groups(&mut groups);
+        let loaded = loaded_runs(&txn, backend, environment).await?;
+        let changed =
+            changed_groups(&txn, backend, environment, &old, version, &groups, &loaded).await?;
+        let Some(changed) = changed else {
+            return Ok(Err(Box::new(caches)));
+        };
+        let rows = read_members(&txn, backend, environment, Some(&changed)).await?;
+        txn.commit().await?;
+        off_the_runtime(move || {
+            Self::update(&old, version, groups, rows, &changed, &loaded, caches)
+        })
+        .await
     }
 
     /// Builds the indexes from the rows of one version (no load run recorded for any group).
@@ -274,37 +277,18 @@ impl Snapshot {
         loaded: &HashMap<i32, i64>,
         caches: Caches,
     ) -> Self {
-        groups.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
-        let mut out = Self {
-            version,
-            groups: Vec::with_capacity(groups.len()),
-            stocks: Vec::new(),
-            by_id: HashMap::with_capacity(groups.len()),
-            by_key: HashMap::with_capacity(groups.len()),
-            by_symbol: HashMap::new(),
-            by_ticker: HashMap::new(),
-            listed: Vec::new(),
-            caches,
-            memberships: rows.len(),
-            search: OnceLock::new(),
-        };
+        sort_groups(&mut groups);
+        let mut list: Vec<Group> = Vec::with_capacity(groups.len());
+        let mut by_id = HashMap::with_capacity(groups.len());
+        let mut by_key = HashMap::with_capacity(groups.len());
         for model in groups {
             let Ok(kind) = model.group_type.parse::<GroupType>() else {
                 continue;
             };
-            let index = index_of(out.groups.len());
-            out.by_id.insert(model.id, index);
-            out.by_key.insert((kind, model.name.clone().into()), index);
-            let loaded_run = loaded.get(&model.id).copied().unwrap_or(0);
-            out.groups.push(Group {
-                model: Arc::new(model),
-                kind,
-                members: Vec::new(),
-                by_symbol: Vec::new(),
-                total_weight: None,
-                loaded_run,
-                fingerprint: OnceLock::new(),
-            });
+            let index = index_of(list.len());
+            by_id.insert(model.id, index);
+            by_key.insert((kind, model.name.clone().into()), index);
+            list.push(Group::new(model, kind, loaded));
         }
 
         // Stocks in symbol order, so a stock's index is its rank.
@@ -316,18 +300,19 @@ impl Snapshot {
             .into_iter()
             .collect();
         symbols.sort_unstable();
-        out.stocks.reserve(symbols.len());
+        let mut stocks = Vec::with_capacity(symbols.len());
+        let mut by_symbol = HashMap::with_capacity(symbols.len());
+        let mut by_ticker: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         for symbol in symbols {
             let symbol: Arc<str> = Arc::from(symbol);
             if !loader::listing::is_plain(&symbol) {
-                out.by_ticker
+                by_ticker
                     .entry(loader::listing::ticker(&symbol).into())
                     .or_default()
-                    .push(index_of(out.stocks.len()));
+                    .push(index_of(stocks.len()));
             }
-            out.by_symbol
-                .insert(symbol.clone(), index_of(out.stocks.len()));
-            out.stocks.push(Stock {
+            by_symbol.insert(symbol.clone(), index_of(stocks.len()));
+            stocks.push(Stock {
                 symbol,
                 memberships: Vec::new(),
                 name: None,
@@ -339,87 +324,192 @@ impl Snapshot {
             });
         }
 
-        let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        for (group_id, symbol, weight, name, source, industry, country) in rows {
-            let (Some(&g), Some(&s)) =
-                (out.by_id.get(&group_id), out.by_symbol.get(symbol.as_str()))
-            else {
+        let memberships = rows.len();
+        let mut placed = Placed::default();
+        for row in rows {
+            let (Some(&g), Some(&s)) = (by_id.get(&row.0), by_symbol.get(row.1.as_str())) else {
                 continue;
             };
-            let name = name.map(|n| {
-                names
-                    .entry(n)
-                    .or_insert_with_key(|k| Arc::from(k.as_str()))
-                    .clone()
-            });
-            let group = &mut out.groups[g as usize];
-            let stock = &mut out.stocks[s as usize];
-            if stock.country.is_none() {
-                stock.country = country.as_deref().and_then(loader::market::country_code);
-            }
-            match group.kind {
-                GroupType::Sector => {
-                    stock.sector = Some(g);
-                    stock.sector_source = source.map(Into::into);
-                    stock.industry = industry.map(Into::into);
-                }
-                _ => stock.listed = true,
-            }
-            group.members.push(Member {
-                stock: s,
-                weight,
-                name,
-            });
+            placed.add(row, s, &mut list[g as usize]);
         }
-
-        let stocks = &out.stocks;
-        for group in &mut out.groups {
-            group.members.sort_by(|a, b| {
-                loader::graph::heavier_first(a.weight, b.weight).then_with(|| {
-                    stocks[a.stock as usize]
-                        .symbol
-                        .cmp(&stocks[b.stock as usize].symbol)
-                })
-            });
-            group.by_symbol = (0..index_of(group.members.len())).collect();
-            group
-                .by_symbol
-                .sort_by_key(|&i| group.members[i as usize].stock);
-            group.total_weight = group
-                .members
-                .iter()
-                .filter_map(|m| m.weight)
-                .reduce(|a, b| a + b);
+        for group in &mut list {
+            group.finish(&stocks);
         }
-        for (g, group) in out.groups.iter().enumerate() {
+        let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
+        for (g, group) in groups.iter().enumerate() {
             for (m, member) in group.members.iter().enumerate() {
-                out.stocks[member.stock as usize].memberships.push(At {
+                stocks[member.stock as usize].memberships.push(At {
                     group: index_of(g),
                     member: index_of(m),
                 });
             }
         }
-        let groups = &out.groups;
-        for stock in &mut out.stocks {
-            stock.memberships.sort_by(|a, b| {
-                let (ga, gb) = (&groups[a.group as usize], &groups[b.group as usize]);
-                loader::graph::heavier_first(
-                    ga.members[a.member as usize].weight,
-                    gb.members[b.member as usize].weight,
-                )
-                .then_with(|| ga.model.name.cmp(&gb.model.name))
-            });
-            stock.memberships.shrink_to_fit();
+        for (s, stock) in stocks.iter_mut().enumerate() {
+            stock.settle(&groups);
+            let (source, industry) = placed.sector_fields(index_of(s));
+            stock.sector_source = source;
+            stock.industry = industry;
         }
-        let spellings = Spellings::new(names.values());
-        current_names(&mut out.stocks, &out.groups, &spellings);
-        out.listed = out
+        let spellings = Spellings::new(placed.names.values());
+        let mut out = Self {
+            version,
+            groups,
+            stocks,
+            by_id: Arc::new(by_id),
+            by_key: Arc::new(by_key),
+            by_symbol: Arc::new(by_symbol),
+            by_ticker: Arc::new(by_ticker),
+            listed: Vec::new(),
+            caches,
+            memberships,
+            groups_read: 0,
+            search: OnceLock::new(),
+        };
+        out.groups_read = out.groups.len();
+        let all: Vec<u32> = (0..index_of(out.stocks.len())).collect();
+        current_names(&mut out.stocks, &out.groups, &spellings, &all);
+        out.list_stocks();
+        out
+    }
+
+    /// The snapshot `old` becomes when the groups `changed` (by id) hold `rows`: the other
+    /// groups and the indexes are shared with `old`, and only the stocks in the changed groups,
+    /// before or after, are settled and named again. Gives the caches back when the change
+    /// adds or removes a group or a stock, which only a full build can index.
+    fn update(
+        old: &Snapshot,
+        version: i64,
+        mut groups: Vec<definition_group::Model>,
+        rows: Vec<Row>,
+        changed: &[i32],
+        loaded: &HashMap<i32, i64>,
+        caches: Caches,
+    ) -> Result<Self, Box<Caches>> {
+        if groups.len() != old.groups.len() {
+            return Err(Box::new(caches));
+        }
+        sort_groups(&mut groups);
+        let mut is_changed = vec![false; old.groups.len()];
+        let mut list = old.groups.clone();
+        let mut fresh: Vec<(u32, Group)> = Vec::with_capacity(changed.len());
+        // Group index → its place in `fresh`.
+        let mut slot = vec![usize::MAX; old.groups.len()];
+        for (g, model) in groups.into_iter().enumerate() {
+            let before = &old.groups[g];
+            if before.model.id != model.id {
+                return Err(Box::new(caches));
+            }
+            if changed.contains(&model.id) {
+                is_changed[g] = true;
+                slot[g] = fresh.len();
+                fresh.push((index_of(g), Group::new(model, before.kind, loaded)));
+            }
+        }
+        // The stocks whose memberships change: the changed groups' members, before and after.
+        let mut affected: Vec<u32> = Vec::new();
+        for (g, _) in &fresh {
+            affected.extend(old.groups[*g as usize].members.iter().map(|m| m.stock));
+        }
+        let mut placed = Placed::default();
+        let mut memberships = old.memberships;
+        for (g, _) in &fresh {
+            memberships -= old.groups[*g as usize].members.len();
+        }
+        memberships += rows.len();
+        for row in rows {
+            let Some(&g) = old.by_id.get(&row.0) else {
+                continue;
+            };
+            let Some(&s) = old.by_symbol.get(row.1.as_str()) else {
+                // A new stock: its index is its rank, every stock after it moves.
+                return Err(Box::new(caches));
+            };
+            let Some(group) = slot
+                .get(g as usize)
+                .and_then(|&i| fresh.get_mut(i))
+                .map(|(_, group)| group)
+            else {
+                continue;
+            };
+            placed.add(row, s, group);
+            affected.push(s);
+        }
+        for (g, mut group) in fresh {
+            group.finish(&old.stocks);
+            list[g as usize] = Arc::new(group);
+        }
+        affected.sort_unstable();
+        affected.dedup();
+
+        let mut stocks = old.stocks.clone();
+        for &s in &affected {
+            stocks[s as usize]
+                .memberships
+                .retain(|at| !is_changed[at.group as usize]);
+        }
+        for (g, group) in list.iter().enumerate() {
+            if !is_changed[g] {
+                continue;
+            }
+            for (m, member) in group.members.iter().enumerate() {
+                stocks[member.stock as usize].memberships.push(At {
+                    group: index_of(g),
+                    member: index_of(m),
+                });
+            }
+        }
+        for &s in &affected {
+            let stock = &mut stocks[s as usize];
+            if stock.memberships.is_empty() {
+                // A stock gone: the same as a new one.
+                return Err(Box::new(caches));
+            }
+            stock.settle(&list);
+            match stock.sector {
+                None => (stock.sector_source, stock.industry) = (None, None),
+                Some(g) if is_changed[g as usize] => {
+                    (stock.sector_source, stock.industry) = placed.sector_fields(s);
+                }
+                // Its sector's members are as they were, and so its source and industry.
+                Some(g) if old.stocks[s as usize].sector == Some(g) => {}
+                Some(_) => return Err(Box::new(caches)),
+            }
+        }
+        let names = affected.iter().flat_map(|&s| {
+            stocks[s as usize].memberships.iter().filter_map(|at| {
+                list[at.group as usize].members[at.member as usize]
+                    .name
+                    .as_ref()
+            })
+        });
+        let spellings = Spellings::new(names);
+        current_names(&mut stocks, &list, &spellings, &affected);
+        let mut out = Self {
+            version,
+            groups: list,
+            stocks,
+            by_id: old.by_id.clone(),
+            by_key: old.by_key.clone(),
+            by_symbol: old.by_symbol.clone(),
+            by_ticker: old.by_ticker.clone(),
+            listed: Vec::new(),
+            caches,
+            memberships,
+            groups_read: changed.len(),
+            search: OnceLock::new(),
+        };
+        out.list_stocks();
+        Ok(out)
+    }
+
+    /// Fills [`Snapshot::listed`] from the stocks.
+    fn list_stocks(&mut self) {
+        self.listed = self
             .stocks
             .iter()
             .filter(|s| s.listed)
             .map(|s| s.symbol.clone())
             .collect();
-        out
     }
 
     /// A group by type and (any-case) name.
@@ -508,6 +598,359 @@ impl Snapshot {
     }
 }
 
+impl Group {
+    /// A group with no members yet.
+    fn new(model: definition_group::Model, kind: GroupType, loaded: &HashMap<i32, i64>) -> Self {
+        let loaded_run = loaded.get(&model.id).copied().unwrap_or(0);
+        Self {
+            model: Arc::new(model),
+            kind,
+            members: Vec::new(),
+            by_symbol: Vec::new(),
+            total_weight: None,
+            loaded_run,
+            fingerprint: OnceLock::new(),
+        }
+    }
+
+    /// Orders the members (heaviest first, ties by symbol), indexes them by symbol and sums
+    /// their weights, once all are in.
+    fn finish(&mut self, stocks: &[Stock]) {
+        self.members.sort_by(|a, b| {
+            loader::graph::heavier_first(a.weight, b.weight).then_with(|| {
+                stocks[a.stock as usize]
+                    .symbol
+                    .cmp(&stocks[b.stock as usize].symbol)
+            })
+        });
+        self.by_symbol = (0..index_of(self.members.len())).collect();
+        let members = &self.members;
+        self.by_symbol.sort_by_key(|&i| members[i as usize].stock);
+        self.total_weight = members.iter().filter_map(|m| m.weight).reduce(|a, b| a + b);
+    }
+}
+
+impl Stock {
+    /// Orders the memberships (heaviest first, ties by group name) and derives what they
+    /// tell: whether it is listed, its sector (of two, the group with the higher id) and its
+    /// country (of two, the one the group with the lower id gives). The same rules whatever
+    /// order the rows came in, so a snapshot built from the previous one equals a full build.
+    fn settle(&mut self, groups: &[Arc<Group>]) {
+        self.memberships.sort_by(|a, b| {
+            let (ga, gb) = (&groups[a.group as usize], &groups[b.group as usize]);
+            loader::graph::heavier_first(
+                ga.members[a.member as usize].weight,
+                gb.members[b.member as usize].weight,
+            )
+            .then_with(|| ga.model.name.cmp(&gb.model.name))
+        });
+        self.memberships.shrink_to_fit();
+        let of = |at: &At| (&groups[at.group as usize], *at);
+        self.listed = self
+            .memberships
+            .iter()
+            .any(|at| groups[at.group as usize].kind != GroupType::Sector);
+        self.sector = self
+            .memberships
+            .iter()
+            .map(of)
+            .filter(|(g, _)| g.kind == GroupType::Sector)
+            .max_by_key(|(g, _)| g.model.id)
+            .map(|(_, at)| at.group);
+        self.country = self
+            .memberships
+            .iter()
+            .map(of)
+            .filter_map(|(g, at)| Some((g.model.id, g.members[at.member as usize].country?)))
+            .min_by_key(|&(id, _)| id)
+            .and_then(|(_, country)| loader::market::country_at(country));
+    }
+}
+
+/// What placing rows as members gathers beyond the members: the interned names, and each
+/// stock's sector source and industry from its sector group with the highest id.
+#[derive(Default)]
+struct Placed {
+    names: HashMap<String, Arc<str>>,
+    /// Stock → its sector's.
+    sectors: HashMap<u32, SectorFields>,
+}
+
+/// A sector membership's group id, source and industry.
+type SectorFields = (i32, Option<Box<str>>, Option<Box<str>>);
+
+impl Placed {
+    /// Adds a row as a member of `group` for the stock at index `s`.
+    fn add(&mut self, row: Row, s: u32, group: &mut Group) {
+        let (_, _, weight, name, source, industry, country) = row;
+        let name = name.map(|n| {
+            self.names
+                .entry(n)
+                .or_insert_with_key(|k| Arc::from(k.as_str()))
+                .clone()
+        });
+        if group.kind == GroupType::Sector {
+            let id = group.model.id;
+            let entry = self.sectors.entry(s).or_insert((id, None, None));
+            if entry.0 <= id {
+                *entry = (id, source.map(Into::into), industry.map(Into::into));
+            }
+        }
+        group.members.push(Member {
+            stock: s,
+            country: country.as_deref().and_then(loader::market::country_id),
+            weight,
+            name,
+        });
+    }
+
+    /// A stock's sector source and industry.
+    fn sector_fields(&mut self, s: u32) -> (Option<Box<str>>, Option<Box<str>>) {
+        self.sectors
+            .remove(&s)
+            .map_or((None, None), |(_, source, industry)| (source, industry))
+    }
+}
+
+/// Groups in the snapshot's order: by type, then name.
+fn sort_groups(groups: &mut [definition_group::Model]) {
+    groups.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
+}
+
+/// Runs CPU work of a build on the blocking pool, so the runtime's workers keep answering.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DbErr> {
+    tokio::task::spawn_blocking(work).await.map_err(stopped)
+}
+
+/// A build's blocking task that panicked or was cancelled, as an error.
+fn stopped(e: tokio::task::JoinError) -> DbErr {
+    DbErr::Custom(format!("the snapshot build stopped: {e}"))
+}
+
+/// The members of the environment's groups (of the groups `only` names, when given), as rows.
+async fn read_members(
+    txn: &sea_orm::DatabaseTransaction,
+    backend: DbBackend,
+    environment: &str,
+    only: Option<&[i32]>,
+) -> Result<Vec<Row>, DbErr> {
+    // Group ids are numbers the database gave: written into the statement as they are.
+    let ids = only.map(|ids| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(","));
+    if ids.as_deref() == Some("") {
+        return Ok(Vec::new());
+    }
+    // One row per group, its members as one JSON array: the drivers hand rows over one
+    // at a time (sqlx's SQLite worker thread, a message each on PostgreSQL), which cost
+    // more than the data when every membership was a row.
+    let sql = match (backend, ids) {
+        (DbBackend::Postgres, ids) => format!(
+            "SELECT m.group_id, json_agg(json_build_array(m.symbol, m.weight, m.metadata))::text \
+             FROM group_memberships m JOIN definition_groups g ON g.id = m.group_id \
+             WHERE g.environment = $1{} GROUP BY m.group_id",
+            ids.map(|ids| format!(" AND m.group_id IN ({ids})"))
+                .unwrap_or_default()
+        ),
+        // The JSON is written by concatenation: the metadata is stored as JSON text and goes
+        // in as it is, unparsed (four json_extract calls a row were a third of the read);
+        // weights with 17 significant digits read back as the same double. Groups by
+        // `IN`, so the rows come in the (group_id, symbol) index's order and the GROUP BY
+        // needs no sort.
+        (_, ids) => format!(
+            "SELECT m.group_id, '[' || group_concat('[' || json_quote(m.symbol) || ',' || \
+             ifnull(printf('%!.17g', m.weight), 'null') || ',' || ifnull(m.metadata, 'null') \
+             || ']', ',') || ']' \
+             FROM group_memberships m \
+             WHERE m.group_id IN (SELECT id FROM definition_groups WHERE environment = ?{}) \
+             GROUP BY m.group_id",
+            ids.map(|ids| format!(" AND id IN ({ids})"))
+                .unwrap_or_default()
+        ),
+    };
+    // Reading the members' JSON is CPU work (a second at 100×): on the blocking pool, so
+    // the runtime's workers keep answering requests, and group by group as the rows come,
+    // while the database writes the next ones.
+    let (send, receive) = std::sync::mpsc::channel::<(i32, String)>();
+    let unpacking = tokio::task::spawn_blocking(move || unpack(receive));
+    let streamed = async {
+        use futures_util::TryStreamExt as _;
+        use sea_orm::StreamTrait as _;
+        let statement = Statement::from_sql_and_values(backend, sql, [environment.into()]);
+        let mut stream = txn.stream_raw(statement).await?;
+        while let Some(result) = stream.try_next().await? {
+            let group_id: i32 = result.try_get_by_index(0)?;
+            let members: String = result.try_get_by_index(1)?;
+            if send.send((group_id, members)).is_err() {
+                // The unpacking stopped at an error, which it returns.
+                break;
+            }
+        }
+        Ok::<_, DbErr>(())
+    }
+    .await;
+    drop(send);
+    let rows = unpacking.await.map_err(stopped)?;
+    streamed?;
+    rows
+}
+
+/// The groups (by id) whose members, metadata or last load run changed between the snapshot
+/// `old` and `version`, when that can be told and a build from `old` is worth it: `None` when
+/// a group came or went, when a version in between has no load run on record (its changes
+/// are unknown), or when the changed groups hold half the memberships or more. A load run
+/// records every membership it adds, removes or changes in the transaction that commits its
+/// version, so the runs of the versions in between name every group whose members changed.
+async fn changed_groups(
+    txn: &impl ConnectionTrait,
+    backend: DbBackend,
+    environment: &str,
+    old: &Snapshot,
+    version: i64,
+    groups: &[definition_group::Model],
+    loaded: &HashMap<i32, i64>,
+) -> Result<Option<Vec<i32>>, DbErr> {
+    if version <= old.version || groups.len() != old.groups.len() {
+        return Ok(None);
+    }
+    let mut changed = Vec::new();
+    let mut by_name: HashMap<(&str, &str), i32> = HashMap::with_capacity(groups.len());
+    for (model, before) in groups.iter().zip(&old.groups) {
+        if model.id != before.model.id {
+            return Ok(None);
+        }
+        if *model != *before.model
+            || loaded.get(&model.id).copied().unwrap_or(0) != before.loaded_run
+        {
+            changed.push(model.id);
+        }
+        by_name.insert((&model.group_type, &model.name), model.id);
+    }
+    let runs = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => {
+                    "SELECT id, data_version FROM load_runs \
+                     WHERE environment = $1 AND data_version > $2 AND data_version <= $3"
+                }
+                _ => {
+                    "SELECT id, data_version FROM load_runs \
+                     WHERE environment = ? AND data_version > ? AND data_version <= ?"
+                }
+            },
+            [environment.into(), old.version.into(), version.into()],
+        ))
+        .await?;
+    let mut versions = Vec::with_capacity(runs.len());
+    let mut ids = Vec::with_capacity(runs.len());
+    for row in runs {
+        ids.push(row.try_get_by_index::<i32>(0)?.to_string());
+        versions.push(row.try_get_by_index::<i64>(1)?);
+    }
+    versions.sort_unstable();
+    if !versions.iter().copied().eq(old.version + 1..=version) {
+        return Ok(None);
+    }
+    // Run ids are numbers the database gave: written into the statement as they are.
+    let recorded = txn
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT DISTINCT group_type, group_name FROM membership_changes \
+                 WHERE run_id IN ({})",
+                ids.join(",")
+            ),
+        ))
+        .await?;
+    for row in recorded {
+        let kind: String = row.try_get_by_index(0)?;
+        let name: String = row.try_get_by_index(1)?;
+        if let Some(&id) = by_name.get(&(kind.as_str(), name.as_str())) {
+            changed.push(id);
+        }
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    let members: usize = old
+        .groups
+        .iter()
+        .filter(|g| changed.binary_search(&g.model.id).is_ok())
+        .map(|g| g.members.len())
+        .sum();
+    if members * 2 >= old.memberships.max(1) {
+        return Ok(None);
+    }
+    Ok(Some(changed))
+}
+
+/// Everything the snapshot serves, in order: its version, each group with its members, each
+/// stock with its memberships and what they tell, and the listed symbols. Two snapshots of one
+/// version print the same whichever way they were built.
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "version {}, {} memberships",
+            self.version, self.memberships
+        )?;
+        for group in &self.groups {
+            let m = &group.model;
+            writeln!(
+                f,
+                "{} {} (id {}, run {}, total {:?}): {:?} {:?}",
+                m.group_type,
+                m.name,
+                m.id,
+                group.loaded_run,
+                group.total_weight,
+                m.description,
+                m.metadata
+            )?;
+            for member in &group.members {
+                writeln!(
+                    f,
+                    "  {} {:?} {:?} {:?}",
+                    self.symbol_of(member),
+                    member.weight,
+                    member.name,
+                    member.country
+                )?;
+            }
+            let by_symbol: Vec<&str> = group
+                .by_symbol
+                .iter()
+                .map(|&i| &**self.symbol_of(&group.members[i as usize]))
+                .collect();
+            writeln!(f, "  by symbol {by_symbol:?}")?;
+        }
+        for stock in &self.stocks {
+            let sector = stock.sector.map(|g| &self.group(g).model.name);
+            writeln!(
+                f,
+                "{} {:?} listed {} sector {:?} {:?} {:?} country {:?}",
+                stock.symbol,
+                stock.name,
+                stock.listed,
+                sector,
+                stock.sector_source,
+                stock.industry,
+                stock.country
+            )?;
+            for &at in &stock.memberships {
+                let member = self.member(at);
+                writeln!(
+                    f,
+                    "  in {} as {}",
+                    self.group(at.group).model.name,
+                    self.symbol_of(member)
+                )?;
+            }
+        }
+        writeln!(f, "listed {:?}", self.listed)
+    }
+}
+
 /// FNV-1a, 64 bits: a hash whose value is fixed by its definition, so fingerprints agree across
 /// processes and releases (std's `DefaultHasher` promises neither).
 struct Fnv(u64);
@@ -527,9 +970,6 @@ impl Fnv {
     }
 }
 
-/// The run that last applied a file to each group (by group id), read with the snapshot so it
-/// belongs to the same committed state. Only committed runs leave file records (a failed run's
-/// are rolled back with its data), and `loaded` is the status of a file that was applied.
 /// The rows of a statement whose one parameter is the environment.
 async fn of_environment(
     txn: &impl ConnectionTrait,
@@ -572,6 +1012,9 @@ fn unpack(groups: std::sync::mpsc::Receiver<(i32, String)>) -> Result<Vec<Row>, 
     Ok(rows)
 }
 
+/// The run that last applied a file to each group (by group id), read with the snapshot so it
+/// belongs to the same committed state. Only committed runs leave file records (a failed run's
+/// are rolled back with its data), and `loaded` is the status of a file that was applied.
 async fn loaded_runs(
     txn: &impl ConnectionTrait,
     backend: DbBackend,
@@ -618,10 +1061,13 @@ async fn loaded_runs(
 /// used only when no file names the stock.
 ///
 /// O(memberships × distinct names of a stock) with one reused buffer.
-fn current_names(stocks: &mut [Stock], groups: &[Group], spellings: &Spellings) {
+fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spellings, only: &[u32]) {
     // (name, files of the latest run that give it) for one stock at a time.
     let mut tally: Vec<(&Arc<str>, usize)> = Vec::new();
-    for stock in stocks.iter_mut() {
+    for &s in only {
+        let Some(stock) = stocks.get_mut(s as usize) else {
+            continue;
+        };
         let named = || {
             stock.memberships.iter().filter_map(|at| {
                 let group = &groups[at.group as usize];
@@ -979,5 +1425,105 @@ mod tests {
         let spy = |s: &Snapshot| s.fingerprint(s.find(GroupType::Etf, "SPY").expect("SPY"));
         assert_eq!(spy(&a), spy(&b), "QQQ's load leaves SPY's fingerprint");
         assert_ne!(spy(&b), spy(&c), "SPY's own reweight changes it");
+    }
+
+    #[test]
+    fn a_snapshot_built_from_the_previous_one_equals_a_full_build() {
+        let caches = || Caches::new(10, &CacheCounters::default());
+        let groups = || {
+            vec![
+                group(1, "ETF", "SPY"),
+                group(2, "ETF", "XLK"),
+                group(3, "SECTOR", "information_technology"),
+                group(4, "SECTOR", "energy"),
+            ]
+        };
+        let text = |t: &str| Some(t.to_owned());
+        let row = |g: i32, s: &str, w: f64, name: Option<String>| -> Row {
+            (g, s.into(), Some(w), name, None, None, None)
+        };
+        let sector = |g: i32, s: &str, industry: &str, country: Option<String>| -> Row {
+            (
+                g,
+                s.into(),
+                None,
+                None,
+                text("provider"),
+                text(industry),
+                country,
+            )
+        };
+        let spy = vec![
+            row(1, "AAPL", 6.0, text("APPLE INC")),
+            row(1, "XOM", 2.0, text("EXXON MOBIL CORP")),
+            row(1, "ZZZ", 0.5, None),
+        ];
+        let xlk = vec![
+            row(2, "AAPL", 14.0, text("Apple Inc.")),
+            row(2, "MSFT", 12.0, None),
+        ];
+        let sectors = vec![
+            sector(3, "AAPL", "Hardware", None),
+            sector(3, "MSFT", "Software", None),
+            sector(4, "XOM", "Oil", text("United States")),
+        ];
+        let before: Vec<Row> = [spy.clone(), xlk, sectors.clone()].concat();
+        let loaded: HashMap<i32, i64> = [(1, 1), (2, 2), (3, 1), (4, 1)].into();
+        let old = Snapshot::build(1, groups(), before, &loaded, caches());
+
+        // XLK reweights and renames Apple, drops Microsoft (still in its sector, no longer
+        // listed) and takes Exxon, whose file gives another country; the energy sector
+        // changes Exxon's industry.
+        let xlk = vec![
+            row(2, "AAPL", 15.0, text("Apple Incorporated")),
+            (2, "XOM".into(), Some(1.0), None, None, None, text("Canada")),
+        ];
+        let energy = vec![sector(4, "XOM", "Integrated Oil", text("United States"))];
+        let loaded: HashMap<i32, i64> = [(1, 1), (2, 3), (3, 1), (4, 3)].into();
+        let after: Vec<Row> = [
+            spy.clone(),
+            xlk.clone(),
+            sectors[..2].to_vec(),
+            energy.clone(),
+        ]
+        .concat();
+        let full = Snapshot::build(2, groups(), after, &loaded, caches());
+        let changed: Vec<Row> = [xlk.clone(), energy].concat();
+        let Ok(built) = Snapshot::update(&old, 2, groups(), changed, &[2, 4], &loaded, caches())
+        else {
+            panic!("no group or stock came or went: built from the previous snapshot");
+        };
+        assert_eq!(format!("{built:?}"), format!("{full:?}"));
+        assert_ne!(format!("{built:?}"), format!("{old:?}"));
+        assert_eq!(built.groups_read, 2);
+        let spy_of =
+            |s: &Snapshot| s.groups[s.find(GroupType::Etf, "SPY").expect("SPY") as usize].clone();
+        assert!(Arc::ptr_eq(&spy_of(&built), &spy_of(&old)), "SPY is shared");
+        let stock = |s: &Snapshot, symbol: &str| s.stock_at(s.stock(symbol).expect(symbol)).clone();
+        assert_eq!(
+            stock(&built, "AAPL").name.as_deref(),
+            Some("Apple Incorporated")
+        );
+        assert!(!stock(&built, "MSFT").listed);
+        assert_eq!(
+            stock(&built, "XOM").country,
+            Some("CA"),
+            "the lower group id's"
+        );
+        assert_eq!(
+            stock(&built, "XOM").industry.as_deref(),
+            Some("Integrated Oil")
+        );
+
+        // A new stock, or a stock gone, moves every index after it: not built from the
+        // previous snapshot.
+        let new_stock = [xlk.clone(), vec![row(2, "NVDA", 9.0, None)]].concat();
+        assert!(Snapshot::update(&old, 2, groups(), new_stock, &[2], &loaded, caches()).is_err());
+        let gone = spy[..2].to_vec();
+        assert!(Snapshot::update(&old, 2, groups(), gone, &[1], &loaded, caches()).is_err());
+        let fewer_groups = groups()[..3].to_vec();
+        assert!(
+            Snapshot::update(&old, 2, fewer_groups, Vec::new(), &[], &loaded, caches()).is_err()
+        );
     }
 }

@@ -277,13 +277,17 @@ impl AppState {
         }
         let clock = Instant::now();
         let caches = Caches::new(self.settings.cache_capacity, &self.counters);
-        let built = Snapshot::read(&self.db, self.environment(), caches).await;
+        // Built from the snapshot served, reading only what changed since, unless asked to
+        // read everything again.
+        let previous = (!force).then(|| self.snapshot());
+        let built = Snapshot::read(&self.db, self.environment(), caches, previous).await;
         self.record_contact(&built);
         let snapshot = Arc::new(built?);
-        let (version, groups, memberships) = (
+        let (version, groups, memberships, groups_read) = (
             snapshot.version,
             snapshot.groups.len(),
             snapshot.memberships,
+            snapshot.groups_read,
         );
         let old = {
             let mut slot = self
@@ -306,6 +310,7 @@ impl AppState {
             data.version = version,
             snapshot.groups = groups,
             snapshot.memberships = memberships,
+            snapshot.groups_read = groups_read,
             duration_ms = clock.elapsed().as_secs_f64() * 1e3,
             "serving a new data version"
         );

@@ -796,6 +796,116 @@ async fn a_request_holding_a_snapshot_keeps_its_version_while_a_load_commits_and
 }
 
 #[tokio::test]
+async fn a_load_rebuilds_only_the_groups_it_changed_and_the_snapshot_equals_a_full_read() {
+    use holdgraph::cache::{CacheCounters, Caches};
+    use holdgraph::snapshot::Snapshot;
+    let app = TestApp::new().await;
+    let dir = app.copy_holdings();
+    let h = dir.display().to_string();
+    setup(&app, &h).await;
+    // No version poll: the test builds each snapshot itself (a PostgreSQL notification may
+    // build it first, from the same previous snapshot).
+    let settings = ServerSettings {
+        version_check: std::time::Duration::from_secs(3600),
+        ..ServerSettings::default()
+    };
+    let (state, _router) = server_with(&app, app.db.clone(), &h, settings).await;
+    let all = state.snapshot().groups.len();
+    assert_eq!(
+        state.snapshot().groups_read,
+        all,
+        "the first snapshot reads everything"
+    );
+
+    let path = dir.join("xle_holdings.csv");
+    let original = std::fs::read_to_string(&path).expect("xle");
+    // Loads XLE's file with its rows changed by `edit` (the header kept); the load's run id.
+    let load = async |edit: &dyn Fn(Vec<Vec<String>>) -> Vec<Vec<String>>| {
+        let mut lines = original.lines();
+        let header = lines.next().expect("header");
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect();
+        let body: Vec<String> = edit(rows).into_iter().map(|r| r.join(",")).collect();
+        std::fs::write(&path, format!("{header}\n{}\n", body.join("\n"))).expect("write");
+        let out = app
+            .run(&[
+                "--holdings-dir",
+                &h,
+                "load-etf-holdings",
+                "--etf",
+                "XLE",
+                "--force",
+                "--json",
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let report: Value = serde_json::from_str(&out.stdout).expect("json report");
+        report["run_id"].as_i64().expect("a run")
+    };
+    // The snapshot served after the change, against one read whole at the same version.
+    let served = async |reads: usize, why: &str| {
+        state.sync_version(false).await.expect("sync");
+        let built = state.snapshot();
+        let full = Snapshot::read(
+            &state.db,
+            state.environment(),
+            Caches::new(10, &CacheCounters::default()),
+            None,
+        )
+        .await
+        .expect("full read");
+        assert_eq!(built.version, full.version);
+        assert_eq!(built.groups_read, reads, "{why}");
+        assert_eq!(format!("{built:?}"), format!("{full:?}"), "{why}");
+        built
+    };
+    let before = state.snapshot();
+
+    // A member gone (it stays in other groups), one reweighted, one renamed.
+    load(&|mut rows| {
+        rows.remove(0);
+        rows[0][2] = "9.5".into();
+        rows[1][1] = "A NEW NAME INC".into();
+        rows
+    })
+    .await;
+    let after = served(1, "one group changed").await;
+    assert!(after.version > before.version);
+    let xle = |s: &Snapshot| s.find(entity::GroupType::Etf, "XLE").expect("XLE");
+    assert_eq!(
+        after.group(xle(&after)).members.len() + 1,
+        before.group(xle(&before)).members.len()
+    );
+    let spy = |s: &Snapshot| {
+        s.groups[s.find(entity::GroupType::Etf, "SPY").expect("SPY") as usize].clone()
+    };
+    assert!(
+        Arc::ptr_eq(&spy(&after), &spy(&before)),
+        "SPY is shared, not read again"
+    );
+
+    // A reweight, then its rollback: both from the previous snapshot.
+    let run = load(&|mut rows| {
+        rows[3][2] = "0.25".into();
+        rows
+    })
+    .await;
+    served(1, "a reweight").await;
+    let out = app.run(&["rollback", "--run", &run.to_string()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    served(1, "a rollback").await;
+
+    // A stock no group held: every stock after it moves, so everything is read again.
+    load(&|mut rows| {
+        rows.push(vec!["ZZZQ".into(), "NEW LISTING CORP".into(), "0.1".into()]);
+        rows
+    })
+    .await;
+    served(all, "a new stock").await;
+}
+
+#[tokio::test]
 async fn every_type_field_argument_and_enum_value_has_a_description() {
     let query = "{ __schema { types { name description
         fields(includeDeprecated: true) { name description args { name description } }

@@ -112,6 +112,24 @@ impl TestApp {
         }
     }
 
+    /// Loads one ETF's file from the holdings folder `holdings` with `--force`, as another
+    /// process would; asserts it succeeded and returns its JSON report.
+    pub async fn load_etf(&self, holdings: &str, etf: &str) -> serde_json::Value {
+        let out = self
+            .run(&[
+                "--holdings-dir",
+                holdings,
+                "load-etf-holdings",
+                "--etf",
+                etf,
+                "--force",
+                "--json",
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        serde_json::from_str(&out.stdout).expect("the load's JSON report")
+    }
+
     /// Copies the real dataset's holdings folder into this test's scratch space, so the test
     /// may edit or delete files.
     pub fn copy_holdings(&self) -> PathBuf {

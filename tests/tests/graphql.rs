@@ -419,17 +419,7 @@ async fn a_cli_load_in_another_process_is_served_without_a_restart() {
         .collect();
     std::fs::write(&path, kept.join("\n") + "\n").expect("write");
     // `app.run` opens its own connection, as another process would.
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "XLE",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "XLE").await;
     let (after, took) = eventually(&router, query, |r| r["data"]["etf"]["memberCount"] == 21).await;
     assert_eq!(
         after["data"]["etf"]["memberCount"], 21,
@@ -751,17 +741,7 @@ async fn a_request_holding_a_snapshot_keeps_its_version_while_a_load_commits_and
     let header = lines.next().expect("header");
     let kept: Vec<&str> = std::iter::once(header).chain(lines.skip(1)).collect();
     std::fs::write(&path, kept.join("\n") + "\n").expect("write");
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "XLE",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "XLE").await;
     let (r, _) = eventually(&router, count, |r| r["data"]["etf"]["memberCount"] == 21).await;
     assert_eq!(r["data"]["etf"]["memberCount"], 21, "{r}");
     let new = state.snapshot();
@@ -828,19 +808,7 @@ async fn a_load_rebuilds_only_the_groups_it_changed_and_the_snapshot_equals_a_fu
             .collect();
         let body: Vec<String> = edit(rows).into_iter().map(|r| r.join(",")).collect();
         std::fs::write(&path, format!("{header}\n{}\n", body.join("\n"))).expect("write");
-        let out = app
-            .run(&[
-                "--holdings-dir",
-                &h,
-                "load-etf-holdings",
-                "--etf",
-                "XLE",
-                "--force",
-                "--json",
-            ])
-            .await;
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        let report: Value = serde_json::from_str(&out.stdout).expect("json report");
+        let report = app.load_etf(&h, "XLE").await;
         report["run_id"].as_i64().expect("a run")
     };
     // The snapshot served after the change, against one read whole at the same version.
@@ -994,17 +962,7 @@ async fn a_members_cursor_survives_loads_of_other_groups_and_is_stale_once_its_o
 
     // A load of another ETF: a new data version, SPY untouched.
     without(&dir, "xle_holdings.csv", "XOM");
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "XLE",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "XLE").await;
     let (served, _) = eventually(&router, r#"{ etf(name: "XLE") { memberCount } }"#, |r| {
         r["data"]["etf"]["memberCount"] == 21
     })
@@ -1031,17 +989,7 @@ async fn a_members_cursor_survives_loads_of_other_groups_and_is_stale_once_its_o
         .expect("symbol")
         .to_owned();
     without(&dir, "spy_holdings.csv", &last);
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "SPY",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "SPY").await;
     let (stale, _) = eventually(&router, &page(&cursor), |r| !r["errors"].is_null()).await;
     assert_eq!(code(&stale), "STALE_CURSOR", "{stale}");
     assert!(

@@ -176,17 +176,7 @@ async fn a_repeated_get_is_not_modified_until_a_load_gives_it_a_new_etag() {
 
     // A load: a new data version, a new answer, a new tag.
     xlk_with(&dir, 10);
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "XLK",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "XLK").await;
     let (served, took) =
         eventually(&router, query, |r| r["data"]["etf"]["memberCount"] == 10).await;
     assert_eq!(served["data"]["etf"]["memberCount"], 10, "after {took:?}");

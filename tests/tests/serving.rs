@@ -152,19 +152,7 @@ async fn a_reader_during_alternating_loads_never_sees_a_version_with_another_ver
     for round in 0..6 {
         let keep = if round % 2 == 0 { 12 } else { usize::MAX };
         let n = xlk_with(&dir, keep) as u64;
-        let out = app
-            .run(&[
-                "--holdings-dir",
-                &h,
-                "load-etf-holdings",
-                "--etf",
-                "XLK",
-                "--force",
-                "--json",
-            ])
-            .await;
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        let report: Value = serde_json::from_str(&out.stdout).expect("json");
+        let report = app.load_etf(&h, "XLK").await;
         let version = report["data_version"].as_i64().expect("a data version");
         expected.insert(version, n);
         // The load is served without a restart (the reader keeps reading meanwhile).
@@ -204,17 +192,7 @@ async fn two_servers_on_one_database_both_serve_a_load_made_elsewhere() {
     let (_, first) = server_on(&app, one, &h, None).await;
     let (_, second) = server_on(&app, two, &h, None).await;
     let n = xlk_with(&dir, 10);
-    let out = app
-        .run(&[
-            "--holdings-dir",
-            &h,
-            "load-etf-holdings",
-            "--etf",
-            "XLK",
-            "--force",
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    app.load_etf(&h, "XLK").await;
     let query = r#"{ etf(name: "XLK") { memberCount } }"#;
     for router in [&first, &second] {
         let (r, took) = eventually(router, query, |r| r["data"]["etf"]["memberCount"] == n).await;

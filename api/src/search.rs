@@ -134,7 +134,7 @@ impl Index {
                 index.stock_name[s] = to_u32(index.fields.len());
                 index.push(item, FieldKind::Name, name);
             }
-            for &at in &stock.memberships {
+            for &at in stock.memberships.iter() {
                 if snap.group(at.group).kind == GroupType::Etf {
                     index.etf_count[s] += 1;
                     index.stock_weight[s] += snap.member(at).weight.unwrap_or(0.0);

@@ -69,17 +69,18 @@ pub struct At {
 #[derive(Clone, Debug)]
 pub struct Stock {
     pub symbol: Arc<str>,
-    /// Every membership, heaviest first, ties by group name.
-    pub memberships: Vec<At>,
+    /// Every membership, heaviest first, ties by group name. Shared: a snapshot built from
+    /// the previous one copies its stocks without copying their lists.
+    pub memberships: Arc<[At]>,
     /// The shown name: the one the most recently loaded file gives it (see
     /// [`current_names`]), else its sector membership's.
     pub name: Option<Arc<str>>,
     /// Its sector group, when it has one (of two, the one with the higher id).
     pub sector: Option<u32>,
     /// Where the sector came from (`provider`, `manual`, ...).
-    pub sector_source: Option<Box<str>>,
+    pub sector_source: Option<Arc<str>>,
     /// The industry a source gave.
-    pub industry: Option<Box<str>>,
+    pub industry: Option<Arc<str>>,
     /// Whether an ETF, universe or theme holds it (a stock in the API's lists).
     pub listed: bool,
     /// The ISO code of the country its market is in, when a file or its fund names it (of
@@ -314,7 +315,7 @@ impl Snapshot {
             by_symbol.insert(symbol.clone(), index_of(stocks.len()));
             stocks.push(Stock {
                 symbol,
-                memberships: Vec::new(),
+                memberships: Arc::from([]),
                 name: None,
                 sector: None,
                 sector_source: None,
@@ -336,16 +337,17 @@ impl Snapshot {
             group.finish(&stocks);
         }
         let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
+        let mut held: Vec<Vec<At>> = vec![Vec::new(); stocks.len()];
         for (g, group) in groups.iter().enumerate() {
             for (m, member) in group.members.iter().enumerate() {
-                stocks[member.stock as usize].memberships.push(At {
+                held[member.stock as usize].push(At {
                     group: index_of(g),
                     member: index_of(m),
                 });
             }
         }
-        for (s, stock) in stocks.iter_mut().enumerate() {
-            stock.settle(&groups);
+        for (s, (stock, memberships)) in stocks.iter_mut().zip(held).enumerate() {
+            stock.settle(memberships, &groups);
             let (source, industry) = placed.sector_fields(index_of(s));
             stock.sector_source = source;
             stock.industry = industry;
@@ -441,30 +443,39 @@ impl Snapshot {
         affected.sort_unstable();
         affected.dedup();
 
+        // Every stock is copied (its lists shared); the affected ones get new lists.
         let mut stocks = old.stocks.clone();
-        for &s in &affected {
-            stocks[s as usize]
-                .memberships
-                .retain(|at| !is_changed[at.group as usize]);
-        }
+        let mut held: HashMap<u32, Vec<At>> = affected
+            .iter()
+            .map(|&s| {
+                let kept = stocks[s as usize]
+                    .memberships
+                    .iter()
+                    .filter(|at| !is_changed[at.group as usize])
+                    .copied()
+                    .collect();
+                (s, kept)
+            })
+            .collect();
         for (g, group) in list.iter().enumerate() {
             if !is_changed[g] {
                 continue;
             }
             for (m, member) in group.members.iter().enumerate() {
-                stocks[member.stock as usize].memberships.push(At {
+                held.entry(member.stock).or_default().push(At {
                     group: index_of(g),
                     member: index_of(m),
                 });
             }
         }
         for &s in &affected {
-            let stock = &mut stocks[s as usize];
-            if stock.memberships.is_empty() {
+            let memberships = held.remove(&s).unwrap_or_default();
+            if memberships.is_empty() {
                 // A stock gone: the same as a new one.
                 return Err(Box::new(caches));
             }
-            stock.settle(&list);
+            let stock = &mut stocks[s as usize];
+            stock.settle(memberships, &list);
             match stock.sector {
                 None => (stock.sector_source, stock.industry) = (None, None),
                 Some(g) if is_changed[g as usize] => {
@@ -635,8 +646,8 @@ impl Stock {
     /// tell: whether it is listed, its sector (of two, the group with the higher id) and its
     /// country (of two, the one the group with the lower id gives). The same rules whatever
     /// order the rows came in, so a snapshot built from the previous one equals a full build.
-    fn settle(&mut self, groups: &[Arc<Group>]) {
-        self.memberships.sort_by(|a, b| {
+    fn settle(&mut self, mut memberships: Vec<At>, groups: &[Arc<Group>]) {
+        memberships.sort_by(|a, b| {
             let (ga, gb) = (&groups[a.group as usize], &groups[b.group as usize]);
             loader::graph::heavier_first(
                 ga.members[a.member as usize].weight,
@@ -644,7 +655,7 @@ impl Stock {
             )
             .then_with(|| ga.model.name.cmp(&gb.model.name))
         });
-        self.memberships.shrink_to_fit();
+        self.memberships = memberships.into();
         let of = |at: &At| (&groups[at.group as usize], *at);
         self.listed = self
             .memberships
@@ -677,7 +688,7 @@ struct Placed {
 }
 
 /// A sector membership's group id, source and industry.
-type SectorFields = (i32, Option<Box<str>>, Option<Box<str>>);
+type SectorFields = (i32, Option<Arc<str>>, Option<Arc<str>>);
 
 impl Placed {
     /// Adds a row as a member of `group` for the stock at index `s`.
@@ -705,7 +716,7 @@ impl Placed {
     }
 
     /// A stock's sector source and industry.
-    fn sector_fields(&mut self, s: u32) -> (Option<Box<str>>, Option<Box<str>>) {
+    fn sector_fields(&mut self, s: u32) -> (Option<Arc<str>>, Option<Arc<str>>) {
         self.sectors
             .remove(&s)
             .map_or((None, None), |(_, source, industry)| (source, industry))
@@ -937,7 +948,7 @@ impl std::fmt::Debug for Snapshot {
                 stock.industry,
                 stock.country
             )?;
-            for &at in &stock.memberships {
+            for &at in stock.memberships.iter() {
                 let member = self.member(at);
                 writeln!(
                     f,
@@ -1145,6 +1156,10 @@ impl Spellings {
         let mut ids: HashMap<String, u32> = HashMap::new();
         let mut out = HashMap::new();
         for name in names {
+            // Interned: a stock's memberships name it with a few texts, many times each.
+            if out.contains_key(&address(name)) {
+                continue;
+            }
             let next = index_of(ids.len());
             let id = *ids.entry(folded(name).collect()).or_insert(next);
             out.insert(address(name), (id, mixed_case(name)));

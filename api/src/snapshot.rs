@@ -809,9 +809,10 @@ async fn read_members(
 /// The groups (by id) whose members, metadata or last load run changed between the snapshot
 /// `old` and `version`, when that can be told and a build from `old` is worth it: `None` when
 /// a group came or went, when a version in between has no load run on record (its changes
-/// are unknown), or when the changed groups hold half the memberships or more. A load run
-/// records every membership it adds, removes or changes in the transaction that commits its
-/// version, so the runs of the versions in between name every group whose members changed.
+/// are unknown), or when the runs wrote, or the changed groups hold, half the memberships or
+/// more. A load run records every membership it adds, removes or changes in the transaction
+/// that commits its version, so the runs of the versions in between name every group whose
+/// members changed.
 async fn changed_groups(
     txn: &impl ConnectionTrait,
     backend: DbBackend,
@@ -842,11 +843,13 @@ async fn changed_groups(
             backend,
             match backend {
                 DbBackend::Postgres => {
-                    "SELECT id, data_version FROM load_runs \
+                    "SELECT id, data_version, CAST(created + updated + deleted AS BIGINT) \
+                     FROM load_runs \
                      WHERE environment = $1 AND data_version > $2 AND data_version <= $3"
                 }
                 _ => {
-                    "SELECT id, data_version FROM load_runs \
+                    "SELECT id, data_version, CAST(created + updated + deleted AS BIGINT) \
+                     FROM load_runs \
                      WHERE environment = ? AND data_version > ? AND data_version <= ?"
                 }
             },
@@ -855,12 +858,20 @@ async fn changed_groups(
         .await?;
     let mut versions = Vec::with_capacity(runs.len());
     let mut ids = Vec::with_capacity(runs.len());
+    let mut written: i64 = 0;
     for row in runs {
         ids.push(row.try_get_by_index::<i32>(0)?.to_string());
         versions.push(row.try_get_by_index::<i64>(1)?);
+        written = written.saturating_add(row.try_get_by_index::<Option<i64>>(2)?.unwrap_or(0));
     }
     versions.sort_unstable();
     if !versions.iter().copied().eq(old.version + 1..=version) {
+        return Ok(None);
+    }
+    // Runs that wrote half as many memberships as there are: no need to list their changes
+    // (a million records at 100×) to know that reading everything costs no more.
+    let held = i64::try_from(old.memberships).unwrap_or(i64::MAX);
+    if written.saturating_mul(2) >= held.max(1) {
         return Ok(None);
     }
     // Run ids are numbers the database gave: written into the statement as they are.

@@ -374,7 +374,7 @@ impl Snapshot {
         out
     }
 
-    /// The snapshot `old` becomes when the groups `changed` (by id) hold `rows`: the other
+    /// The snapshot `old` becomes when the groups `changed` (ids, sorted) hold `rows`: the other
     /// groups and the indexes are shared with `old`, and only the stocks in the changed groups,
     /// before or after, are settled and named again. Gives the caches back when the change
     /// adds or removes a group or a stock, which only a full build can index.
@@ -401,7 +401,7 @@ impl Snapshot {
             if before.model.id != model.id {
                 return Err(Box::new(caches));
             }
-            if changed.contains(&model.id) {
+            if changed.binary_search(&model.id).is_ok() {
                 is_changed[g] = true;
                 slot[g] = fresh.len();
                 fresh.push((index_of(g), Group::new(model, before.kind, loaded)));

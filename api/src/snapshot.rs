@@ -331,12 +331,13 @@ impl Snapshot {
             let (Some(&g), Some(&s)) = (by_id.get(&row.0), by_symbol.get(row.1.as_str())) else {
                 continue;
             };
-            placed.add(row, s, &mut list[g as usize]);
+            placed.add(row, s, g, &mut list[g as usize]);
         }
         for group in &mut list {
             group.finish(&stocks);
         }
         let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
+        let groups_read = groups.len();
         let mut held: Vec<Vec<At>> = vec![Vec::new(); stocks.len()];
         for (g, group) in groups.iter().enumerate() {
             for (m, member) in group.members.iter().enumerate() {
@@ -348,9 +349,7 @@ impl Snapshot {
         }
         for (s, (stock, memberships)) in stocks.iter_mut().zip(held).enumerate() {
             stock.settle(memberships, &groups);
-            let (source, industry) = placed.sector_fields(index_of(s));
-            stock.sector_source = source;
-            stock.industry = industry;
+            (stock.sector_source, stock.industry) = placed.sector_fields(index_of(s), stock.sector);
         }
         let spellings = Spellings::new(placed.names.values());
         let mut out = Self {
@@ -364,10 +363,9 @@ impl Snapshot {
             listed: Vec::new(),
             caches,
             memberships,
-            groups_read: 0,
+            groups_read,
             search: OnceLock::new(),
         };
-        out.groups_read = out.groups.len();
         let all: Vec<u32> = (0..index_of(out.stocks.len())).collect();
         current_names(&mut out.stocks, &out.groups, &spellings, &all);
         out.list_stocks();
@@ -391,7 +389,6 @@ impl Snapshot {
             return Err(Box::new(caches));
         }
         sort_groups(&mut groups);
-        let mut is_changed = vec![false; old.groups.len()];
         let mut list = old.groups.clone();
         let mut fresh: Vec<(u32, Group)> = Vec::with_capacity(changed.len());
         // Group index → its place in `fresh`.
@@ -402,22 +399,20 @@ impl Snapshot {
                 return Err(Box::new(caches));
             }
             if changed.binary_search(&model.id).is_ok() {
-                is_changed[g] = true;
                 slot[g] = fresh.len();
                 fresh.push((index_of(g), Group::new(model, before.kind, loaded)));
             }
         }
+        let changed_at = |g: u32| slot[g as usize] != usize::MAX;
         // The stocks whose memberships change: the changed groups' members, before and after.
         let mut affected: Vec<u32> = Vec::new();
+        let mut memberships = old.memberships + rows.len();
         for (g, _) in &fresh {
-            affected.extend(old.groups[*g as usize].members.iter().map(|m| m.stock));
+            let before = &old.groups[*g as usize].members;
+            affected.extend(before.iter().map(|m| m.stock));
+            memberships -= before.len();
         }
         let mut placed = Placed::default();
-        let mut memberships = old.memberships;
-        for (g, _) in &fresh {
-            memberships -= old.groups[*g as usize].members.len();
-        }
-        memberships += rows.len();
         for row in rows {
             let Some(&g) = old.by_id.get(&row.0) else {
                 continue;
@@ -433,7 +428,7 @@ impl Snapshot {
             else {
                 continue;
             };
-            placed.add(row, s, group);
+            placed.add(row, s, g, group);
             affected.push(s);
         }
         for (g, mut group) in fresh {
@@ -451,14 +446,14 @@ impl Snapshot {
                 let kept = stocks[s as usize]
                     .memberships
                     .iter()
-                    .filter(|at| !is_changed[at.group as usize])
+                    .filter(|at| !changed_at(at.group))
                     .copied()
                     .collect();
                 (s, kept)
             })
             .collect();
         for (g, group) in list.iter().enumerate() {
-            if !is_changed[g] {
+            if !changed_at(index_of(g)) {
                 continue;
             }
             for (m, member) in group.members.iter().enumerate() {
@@ -478,8 +473,8 @@ impl Snapshot {
             stock.settle(memberships, &list);
             match stock.sector {
                 None => (stock.sector_source, stock.industry) = (None, None),
-                Some(g) if is_changed[g as usize] => {
-                    (stock.sector_source, stock.industry) = placed.sector_fields(s);
+                Some(g) if changed_at(g) => {
+                    (stock.sector_source, stock.industry) = placed.sector_fields(s, Some(g));
                 }
                 // Its sector's members are as they were, and so its source and industry.
                 Some(g) if old.stocks[s as usize].sector == Some(g) => {}
@@ -678,21 +673,21 @@ impl Stock {
     }
 }
 
-/// What placing rows as members gathers beyond the members: the interned names, and each
-/// stock's sector source and industry from its sector group with the highest id.
+/// What placing rows as members gathers beyond the members: the interned names, and the
+/// source and industry of each sector membership.
 #[derive(Default)]
 struct Placed {
     names: HashMap<String, Arc<str>>,
-    /// Stock → its sector's.
-    sectors: HashMap<u32, SectorFields>,
+    /// (Stock, sector group) → the membership's source and industry.
+    sectors: HashMap<(u32, u32), SectorFields>,
 }
 
-/// A sector membership's group id, source and industry.
-type SectorFields = (i32, Option<Arc<str>>, Option<Arc<str>>);
+/// A sector membership's source and industry.
+type SectorFields = (Option<Arc<str>>, Option<Arc<str>>);
 
 impl Placed {
-    /// Adds a row as a member of `group` for the stock at index `s`.
-    fn add(&mut self, row: Row, s: u32, group: &mut Group) {
+    /// Adds a row as a member of `group` (at index `g`) for the stock at index `s`.
+    fn add(&mut self, row: Row, s: u32, g: u32, group: &mut Group) {
         let (_, _, weight, name, source, industry, country) = row;
         let name = name.map(|n| {
             self.names
@@ -701,11 +696,8 @@ impl Placed {
                 .clone()
         });
         if group.kind == GroupType::Sector {
-            let id = group.model.id;
-            let entry = self.sectors.entry(s).or_insert((id, None, None));
-            if entry.0 <= id {
-                *entry = (id, source.map(Into::into), industry.map(Into::into));
-            }
+            self.sectors
+                .insert((s, g), (source.map(Into::into), industry.map(Into::into)));
         }
         group.members.push(Member {
             stock: s,
@@ -715,11 +707,12 @@ impl Placed {
         });
     }
 
-    /// A stock's sector source and industry.
-    fn sector_fields(&mut self, s: u32) -> (Option<Arc<str>>, Option<Arc<str>>) {
-        self.sectors
-            .remove(&s)
-            .map_or((None, None), |(_, source, industry)| (source, industry))
+    /// The source and industry of a stock's membership in its sector (the one
+    /// [`Stock::settle`] chose).
+    fn sector_fields(&mut self, s: u32, sector: Option<u32>) -> SectorFields {
+        sector
+            .and_then(|g| self.sectors.remove(&(s, g)))
+            .unwrap_or_default()
     }
 }
 

@@ -17,7 +17,8 @@
 //! search index, each group's content fingerprint for cursors) is built on first use and kept
 //! with the snapshot.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use entity::{GroupType, definition_group};
@@ -100,12 +101,12 @@ pub struct Snapshot {
     pub groups: Vec<Arc<Group>>,
     /// Ordered by symbol.
     pub stocks: Vec<Stock>,
-    by_id: Arc<HashMap<i32, u32>>,
-    by_key: Arc<HashMap<(GroupType, Box<str>), u32>>,
-    by_symbol: Arc<HashMap<Arc<str>, u32>>,
+    by_id: Arc<Map<i32, u32>>,
+    by_key: Arc<Map<(GroupType, Box<str>), u32>>,
+    by_symbol: Arc<Map<Arc<str>, u32>>,
     /// Ticker → the stocks whose listing key adds a market or a name to it (`SAN` →
     /// `SAN:ES`, `SAN:FR`).
-    by_ticker: Arc<HashMap<Box<str>, Vec<u32>>>,
+    by_ticker: Arc<Map<Box<str>, Vec<u32>>>,
     /// Symbols of listed stocks, sorted.
     pub listed: Vec<Arc<str>>,
     /// What is computed from this snapshot (responses, analytics, report, validation).
@@ -120,7 +121,7 @@ pub struct Snapshot {
 }
 
 /// One stored membership as the snapshot reads it: group id, symbol, weight, and the name,
-/// source and industry fields of its metadata.
+/// source, industry and country fields of its metadata.
 pub type Row = (
     i32,
     String,
@@ -131,31 +132,103 @@ pub type Row = (
     Option<String>,
 );
 
-/// A member as the database packs it: symbol, weight, metadata.
-type Packed = (String, Option<Weight>, Option<Meta>);
+/// The hasher of the snapshot's maps: their keys are symbols, names and ids the database
+/// holds, hashed a few million times a build at 100×, and by every request that names a stock.
+type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
+
+/// A member as the database packs it: `[symbol, weight, metadata]`, its texts borrowed from
+/// the group's JSON when they hold no escapes.
+#[derive(serde::Deserialize)]
+struct Packed<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    weight: Option<Weight>,
+    #[serde(borrow)]
+    metadata: Option<Meta<'a>>,
+}
 
 /// What the snapshot keeps of a membership's metadata (the rest is skipped unread).
 #[derive(serde::Deserialize, Default)]
-struct Meta {
-    #[serde(default, deserialize_with = "text")]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    source: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    industry: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    country: Option<String>,
+struct Meta<'a> {
+    #[serde(default, borrow)]
+    name: Text<'a>,
+    #[serde(default, borrow)]
+    source: Text<'a>,
+    #[serde(default, borrow)]
+    industry: Text<'a>,
+    #[serde(default, borrow)]
+    country: Text<'a>,
 }
 
 /// A metadata field as text: a string as it is, a number or flag as JSON writes it, null as
 /// nothing (a hand-edited row never stops the server from reading the graph).
-fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    use serde::Deserialize as _;
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Null => None,
-        other => Some(other.to_string()),
-    })
+#[derive(Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a metadata field")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v))))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(
+                    serde_json::Value::from(v).to_string(),
+                ))))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Text<'de>, A::Error> {
+                use serde::Deserialize as _;
+                let value = serde_json::Value::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(Text(Some(Cow::Owned(value.to_string()))))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Text<'de>, A::Error> {
+                use serde::Deserialize as _;
+                let value = serde_json::Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Text(Some(Cow::Owned(value.to_string()))))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+impl Text<'_> {
+    fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
 /// A weight as JSON carries it: a number (PostgreSQL) or its text (SQLite), read without
@@ -187,10 +260,94 @@ impl<'de> serde::Deserialize<'de> for Weight {
     }
 }
 
-impl Weight {
-    fn value(self) -> Option<f64> {
-        self.0
+/// Memberships as they are read, their texts interned as they come (while the database
+/// writes the next groups): symbols numbered in the order they first appear, names, sources
+/// and industries shared. A build then sorts and looks up numbers, not texts.
+#[derive(Default)]
+pub struct Read {
+    /// Symbol → its number.
+    numbers: Map<Arc<str>, u32>,
+    /// Number → symbol.
+    symbols: Vec<Arc<str>>,
+    names: HashSet<Arc<str>, Hasher>,
+    /// Sources and industries.
+    fields: HashSet<Arc<str>, Hasher>,
+    entries: Vec<Entry>,
+}
+
+/// One membership as read.
+struct Entry {
+    group: i32,
+    /// The symbol's number in [`Read::symbols`].
+    symbol: u32,
+    country: Option<u16>,
+    weight: Option<f64>,
+    name: Option<Arc<str>>,
+    source: Option<Arc<str>>,
+    industry: Option<Arc<str>>,
+}
+
+impl Read {
+    /// Memberships given as rows.
+    pub fn of_rows(rows: Vec<Row>) -> Self {
+        let mut read = Self::default();
+        for (group, symbol, weight, name, source, industry, country) in rows {
+            read.push(
+                group,
+                &symbol,
+                weight,
+                [name.as_deref(), source.as_deref(), industry.as_deref()],
+                country.as_deref(),
+            );
+        }
+        read
     }
+
+    /// Adds a membership of the group with id `group`; `texts` are its name, source and
+    /// industry.
+    fn push(
+        &mut self,
+        group: i32,
+        symbol: &str,
+        weight: Option<f64>,
+        [name, source, industry]: [Option<&str>; 3],
+        country: Option<&str>,
+    ) {
+        let symbol = match self.numbers.get(symbol) {
+            Some(&number) => number,
+            None => {
+                let number = index_of(self.symbols.len());
+                let symbol: Arc<str> = Arc::from(symbol);
+                self.symbols.push(symbol.clone());
+                self.numbers.insert(symbol, number);
+                number
+            }
+        };
+        self.entries.push(Entry {
+            group,
+            symbol,
+            country: country.and_then(loader::market::country_id),
+            weight,
+            name: name.map(|n| intern(&mut self.names, n)),
+            source: source.map(|s| intern(&mut self.fields, s)),
+            industry: industry.map(|i| intern(&mut self.fields, i)),
+        });
+    }
+
+    /// Memberships held.
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The shared copy of a text.
+fn intern(texts: &mut HashSet<Arc<str>, Hasher>, text: &str) -> Arc<str> {
+    if let Some(shared) = texts.get(text) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = Arc::from(text);
+    texts.insert(shared.clone());
+    shared
 }
 
 impl Snapshot {
@@ -224,11 +381,11 @@ impl Snapshot {
         let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         let groups = loader::graph::groups(&txn, environment, None).await?;
-        let rows = read_members(&txn, backend, environment, None).await?;
+        let members = read_members(&txn, backend, environment, None).await?;
         let loaded = loaded_runs(&txn, backend, environment).await?;
         txn.commit().await?;
         // Building the indexes, too, is CPU work.
-        off_the_runtime(move || Self::build(version, groups, rows, &loaded, caches)).await
+        off_the_runtime(move || Self::assemble(version, groups, members, &loaded, caches)).await
     }
 
     /// The snapshot at the current version built from `old` and the groups that changed since,
@@ -251,10 +408,10 @@ impl Snapshot {
         let Some(changed) = changed else {
             return Ok(Err(Box::new(caches)));
         };
-        let rows = read_members(&txn, backend, environment, Some(&changed)).await?;
+        let members = read_members(&txn, backend, environment, Some(&changed)).await?;
         txn.commit().await?;
         off_the_runtime(move || {
-            Self::update(&old, version, groups, rows, &changed, &loaded, caches)
+            Self::update(&old, version, groups, members, &changed, &loaded, caches)
         })
         .await
     }
@@ -273,15 +430,27 @@ impl Snapshot {
     /// group (by group id).
     pub fn build(
         version: i64,
-        mut groups: Vec<definition_group::Model>,
+        groups: Vec<definition_group::Model>,
         rows: Vec<Row>,
+        loaded: &HashMap<i32, i64>,
+        caches: Caches,
+    ) -> Self {
+        Self::assemble(version, groups, Read::of_rows(rows), loaded, caches)
+    }
+
+    /// Builds the indexes from the memberships of one version as read and the run that last
+    /// loaded each group (by group id).
+    fn assemble(
+        version: i64,
+        mut groups: Vec<definition_group::Model>,
+        read: Read,
         loaded: &HashMap<i32, i64>,
         caches: Caches,
     ) -> Self {
         sort_groups(&mut groups);
         let mut list: Vec<Group> = Vec::with_capacity(groups.len());
-        let mut by_id = HashMap::with_capacity(groups.len());
-        let mut by_key = HashMap::with_capacity(groups.len());
+        let mut by_id = Map::with_capacity_and_hasher(groups.len(), Hasher::default());
+        let mut by_key = Map::with_capacity_and_hasher(groups.len(), Hasher::default());
         for model in groups {
             let Ok(kind) = model.group_type.parse::<GroupType>() else {
                 continue;
@@ -292,27 +461,34 @@ impl Snapshot {
             list.push(Group::new(model, kind, loaded));
         }
 
-        // Stocks in symbol order, so a stock's index is its rank.
-        // Distinct first (a symbol is in many groups), then sorted.
-        let mut symbols: Vec<&str> = rows
-            .iter()
-            .map(|r| r.1.as_str())
-            .collect::<std::collections::HashSet<&str>>()
-            .into_iter()
-            .collect();
-        symbols.sort_unstable();
+        // Stocks in symbol order, so a stock's index is its rank: the read's numbers sorted by
+        // their symbols, and its map of numbers turned into the map of ranks.
+        let Read {
+            numbers: mut by_symbol,
+            symbols,
+            names,
+            entries,
+            ..
+        } = read;
+        let mut order: Vec<u32> = (0..index_of(symbols.len())).collect();
+        order.sort_unstable_by(|&a, &b| symbols[a as usize].cmp(&symbols[b as usize]));
+        let mut rank = vec![0; symbols.len()];
+        for (r, &number) in order.iter().enumerate() {
+            rank[number as usize] = index_of(r);
+        }
+        for index in by_symbol.values_mut() {
+            *index = rank[*index as usize];
+        }
         let mut stocks = Vec::with_capacity(symbols.len());
-        let mut by_symbol = HashMap::with_capacity(symbols.len());
-        let mut by_ticker: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        for symbol in symbols {
-            let symbol: Arc<str> = Arc::from(symbol);
+        let mut by_ticker: Map<Box<str>, Vec<u32>> = Map::default();
+        for number in order {
+            let symbol = symbols[number as usize].clone();
             if !loader::listing::is_plain(&symbol) {
                 by_ticker
                     .entry(loader::listing::ticker(&symbol).into())
                     .or_default()
                     .push(index_of(stocks.len()));
             }
-            by_symbol.insert(symbol.clone(), index_of(stocks.len()));
             stocks.push(Stock {
                 symbol,
                 memberships: Arc::from([]),
@@ -325,16 +501,17 @@ impl Snapshot {
             });
         }
 
-        let memberships = rows.len();
+        let memberships = entries.len();
         let mut placed = Placed::default();
-        for row in rows {
-            let (Some(&g), Some(&s)) = (by_id.get(&row.0), by_symbol.get(row.1.as_str())) else {
+        for entry in entries {
+            let Some(&g) = by_id.get(&entry.group) else {
                 continue;
             };
-            placed.add(row, s, g, &mut list[g as usize]);
+            let s = rank[entry.symbol as usize];
+            placed.add(entry, s, g, &mut list[g as usize]);
         }
         for group in &mut list {
-            group.finish(&stocks);
+            group.finish();
         }
         let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
         let groups_read = groups.len();
@@ -351,7 +528,7 @@ impl Snapshot {
             stock.settle(memberships, &groups);
             (stock.sector_source, stock.industry) = placed.sector_fields(index_of(s), stock.sector);
         }
-        let spellings = Spellings::new(placed.names.values());
+        let spellings = Spellings::new(names.iter());
         let mut out = Self {
             version,
             groups,
@@ -380,7 +557,7 @@ impl Snapshot {
         old: &Snapshot,
         version: i64,
         mut groups: Vec<definition_group::Model>,
-        rows: Vec<Row>,
+        read: Read,
         changed: &[i32],
         loaded: &HashMap<i32, i64>,
         caches: Caches,
@@ -406,21 +583,27 @@ impl Snapshot {
         let changed_at = |g: u32| slot[g as usize] != usize::MAX;
         // The stocks whose memberships change: the changed groups' members, before and after.
         let mut affected: Vec<u32> = Vec::new();
-        let mut memberships = old.memberships + rows.len();
+        let mut memberships = old.memberships + read.len();
         for (g, _) in &fresh {
             let before = &old.groups[*g as usize].members;
             affected.extend(before.iter().map(|m| m.stock));
             memberships -= before.len();
         }
-        let mut placed = Placed::default();
-        for row in rows {
-            let Some(&g) = old.by_id.get(&row.0) else {
-                continue;
-            };
-            let Some(&s) = old.by_symbol.get(row.1.as_str()) else {
+        // Each symbol read, as the index of its stock.
+        let mut stock_of = Vec::with_capacity(read.symbols.len());
+        for symbol in &read.symbols {
+            let Some(&s) = old.by_symbol.get(symbol) else {
                 // A new stock: its index is its rank, every stock after it moves.
                 return Err(Box::new(caches));
             };
+            stock_of.push(s);
+        }
+        let mut placed = Placed::default();
+        for entry in read.entries {
+            let Some(&g) = old.by_id.get(&entry.group) else {
+                continue;
+            };
+            let s = stock_of[entry.symbol as usize];
             let Some(group) = slot
                 .get(g as usize)
                 .and_then(|&i| fresh.get_mut(i))
@@ -428,11 +611,11 @@ impl Snapshot {
             else {
                 continue;
             };
-            placed.add(row, s, g, group);
+            placed.add(entry, s, g, group);
             affected.push(s);
         }
         for (g, mut group) in fresh {
-            group.finish(&old.stocks);
+            group.finish();
             list[g as usize] = Arc::new(group);
         }
         affected.sort_unstable();
@@ -621,13 +804,10 @@ impl Group {
 
     /// Orders the members (heaviest first, ties by symbol), indexes them by symbol and sums
     /// their weights, once all are in.
-    fn finish(&mut self, stocks: &[Stock]) {
+    /// A stock's index is its rank by symbol, so ties are ordered by index.
+    fn finish(&mut self) {
         self.members.sort_by(|a, b| {
-            loader::graph::heavier_first(a.weight, b.weight).then_with(|| {
-                stocks[a.stock as usize]
-                    .symbol
-                    .cmp(&stocks[b.stock as usize].symbol)
-            })
+            loader::graph::heavier_first(a.weight, b.weight).then_with(|| a.stock.cmp(&b.stock))
         });
         self.by_symbol = (0..index_of(self.members.len())).collect();
         let members = &self.members;
@@ -673,37 +853,28 @@ impl Stock {
     }
 }
 
-/// What placing rows as members gathers beyond the members: the interned names, and the
-/// source and industry of each sector membership.
+/// What placing memberships gathers beyond the members: the source and industry of each
+/// sector membership.
 #[derive(Default)]
 struct Placed {
-    names: HashMap<String, Arc<str>>,
     /// (Stock, sector group) → the membership's source and industry.
-    sectors: HashMap<(u32, u32), SectorFields>,
+    sectors: Map<(u32, u32), SectorFields>,
 }
 
 /// A sector membership's source and industry.
 type SectorFields = (Option<Arc<str>>, Option<Arc<str>>);
 
 impl Placed {
-    /// Adds a row as a member of `group` (at index `g`) for the stock at index `s`.
-    fn add(&mut self, row: Row, s: u32, g: u32, group: &mut Group) {
-        let (_, _, weight, name, source, industry, country) = row;
-        let name = name.map(|n| {
-            self.names
-                .entry(n)
-                .or_insert_with_key(|k| Arc::from(k.as_str()))
-                .clone()
-        });
+    /// Adds a membership as a member of `group` (at index `g`) for the stock at index `s`.
+    fn add(&mut self, entry: Entry, s: u32, g: u32, group: &mut Group) {
         if group.kind == GroupType::Sector {
-            self.sectors
-                .insert((s, g), (source.map(Into::into), industry.map(Into::into)));
+            self.sectors.insert((s, g), (entry.source, entry.industry));
         }
         group.members.push(Member {
             stock: s,
-            country: country.as_deref().and_then(loader::market::country_id),
-            weight,
-            name,
+            country: entry.country,
+            weight: entry.weight,
+            name: entry.name,
         });
     }
 
@@ -739,11 +910,11 @@ async fn read_members(
     backend: DbBackend,
     environment: &str,
     only: Option<&[i32]>,
-) -> Result<Vec<Row>, DbErr> {
+) -> Result<Read, DbErr> {
     // Group ids are numbers the database gave: written into the statement as they are.
     let ids = only.map(|ids| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(","));
     if ids.as_deref() == Some("") {
-        return Ok(Vec::new());
+        return Ok(Read::default());
     }
     // One row per group, its members as one JSON array: the drivers hand rows over one
     // at a time (sqlx's SQLite worker thread, a message each on PostgreSQL), which cost
@@ -1000,31 +1171,28 @@ async fn of_environment(
     .await
 }
 
-/// The memberships of each group's JSON array, in the order the groups come.
-fn unpack(groups: std::sync::mpsc::Receiver<(i32, String)>) -> Result<Vec<Row>, DbErr> {
-    let mut rows: Vec<Row> = Vec::new();
+/// The memberships of each group's JSON array, as the groups come.
+fn unpack(groups: std::sync::mpsc::Receiver<(i32, String)>) -> Result<Read, DbErr> {
+    let mut read = Read::default();
     for (group_id, members) in groups {
         let members: Vec<Packed> = serde_json::from_str(&members)
             .map_err(|e| DbErr::Custom(format!("group {group_id}'s members: {e}")))?;
-        rows.extend(members.into_iter().map(|(symbol, weight, metadata)| {
-            let Meta {
-                name,
-                source,
-                industry,
-                country,
-            } = metadata.unwrap_or_default();
-            (
+        for member in members {
+            let meta = member.metadata.unwrap_or_default();
+            read.push(
                 group_id,
-                symbol,
-                weight.and_then(Weight::value),
-                name,
-                source,
-                industry,
-                country,
-            )
-        }));
+                &member.symbol,
+                member.weight.and_then(|w| w.0),
+                [
+                    meta.name.as_deref(),
+                    meta.source.as_deref(),
+                    meta.industry.as_deref(),
+                ],
+                meta.country.as_deref(),
+            );
+        }
     }
-    Ok(rows)
+    Ok(read)
 }
 
 /// The run that last applied a file to each group (by group id), read with the snapshot so it
@@ -1259,6 +1427,91 @@ mod tests {
             created_at: at,
             updated_at: at,
         }
+    }
+
+    #[test]
+    fn members_are_unpacked_whatever_form_their_fields_take_and_their_texts_are_shared() {
+        let (send, receive) = std::sync::mpsc::channel();
+        // SQLite writes weights as text, PostgreSQL as numbers; a hand-edited row may hold a
+        // number, a flag or an object where text belongs, and escapes anywhere.
+        let first = r#"[["AAPL","7.5",{"name":"Apple Inc.","country":"US","extra":[1,2]}],
+            ["CAF\u00c9",null,{"name":"Caf\u00e9 \"Noir\"","source":12,"industry":true}],
+            ["MSFT",6,null]]"#;
+        let second = r#"[["AAPL",2.25,{"name":"Apple Inc.","source":{"by":"hand"}}],
+            ["MSFT",1e1,{"name":null,"country":"XX"}]]"#;
+        send.send((1, first.to_owned())).expect("sent");
+        send.send((2, second.to_owned())).expect("sent");
+        drop(send);
+        let read = unpack(receive).expect("unpacked");
+        assert_eq!(
+            &*read.symbols,
+            [Arc::from("AAPL"), "CAFÉ".into(), "MSFT".into()]
+        );
+        assert_eq!(read.numbers.get("MSFT"), Some(&2));
+        let entries: Vec<_> = read
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.group,
+                    &*read.symbols[e.symbol as usize],
+                    e.weight,
+                    e.name.as_deref(),
+                    e.source.as_deref(),
+                    e.industry.as_deref(),
+                    e.country.and_then(loader::market::country_at),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                (
+                    1,
+                    "AAPL",
+                    Some(7.5),
+                    Some("Apple Inc."),
+                    None,
+                    None,
+                    Some("US")
+                ),
+                (
+                    1,
+                    "CAFÉ",
+                    None,
+                    Some("Café \"Noir\""),
+                    Some("12"),
+                    Some("true"),
+                    None
+                ),
+                (1, "MSFT", Some(6.0), None, None, None, None),
+                (
+                    2,
+                    "AAPL",
+                    Some(2.25),
+                    Some("Apple Inc."),
+                    Some(r#"{"by":"hand"}"#),
+                    None,
+                    None
+                ),
+                (2, "MSFT", Some(10.0), None, None, None, None),
+            ]
+        );
+        // One copy of a name however many members give it.
+        let (a, b) = (&read.entries[0].name, &read.entries[3].name);
+        assert!(Arc::ptr_eq(
+            a.as_ref().expect("a name"),
+            b.as_ref().expect("a name")
+        ));
+
+        let (send, receive) = std::sync::mpsc::channel();
+        send.send((7, r#"[["AAPL","1",{"name":"x"}"#.to_owned()))
+            .expect("sent");
+        drop(send);
+        let Err(error) = unpack(receive) else {
+            panic!("a truncated array was read");
+        };
+        assert!(error.to_string().contains("group 7's members"), "{error}");
     }
 
     #[test]
@@ -1508,8 +1761,15 @@ mod tests {
         .concat();
         let full = Snapshot::build(2, groups(), after, &loaded, caches());
         let changed: Vec<Row> = [xlk.clone(), energy].concat();
-        let Ok(built) = Snapshot::update(&old, 2, groups(), changed, &[2, 4], &loaded, caches())
-        else {
+        let Ok(built) = Snapshot::update(
+            &old,
+            2,
+            groups(),
+            Read::of_rows(changed),
+            &[2, 4],
+            &loaded,
+            caches(),
+        ) else {
             panic!("no group or stock came or went: built from the previous snapshot");
         };
         assert_eq!(format!("{built:?}"), format!("{full:?}"));
@@ -1537,12 +1797,43 @@ mod tests {
         // A new stock, or a stock gone, moves every index after it: not built from the
         // previous snapshot.
         let new_stock = [xlk.clone(), vec![row(2, "NVDA", 9.0, None)]].concat();
-        assert!(Snapshot::update(&old, 2, groups(), new_stock, &[2], &loaded, caches()).is_err());
+        assert!(
+            Snapshot::update(
+                &old,
+                2,
+                groups(),
+                Read::of_rows(new_stock),
+                &[2],
+                &loaded,
+                caches()
+            )
+            .is_err()
+        );
         let gone = spy[..2].to_vec();
-        assert!(Snapshot::update(&old, 2, groups(), gone, &[1], &loaded, caches()).is_err());
+        assert!(
+            Snapshot::update(
+                &old,
+                2,
+                groups(),
+                Read::of_rows(gone),
+                &[1],
+                &loaded,
+                caches()
+            )
+            .is_err()
+        );
         let fewer_groups = groups()[..3].to_vec();
         assert!(
-            Snapshot::update(&old, 2, fewer_groups, Vec::new(), &[], &loaded, caches()).is_err()
+            Snapshot::update(
+                &old,
+                2,
+                fewer_groups,
+                Read::default(),
+                &[],
+                &loaded,
+                caches()
+            )
+            .is_err()
         );
     }
 }

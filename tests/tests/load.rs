@@ -242,8 +242,10 @@ async fn weights_of_ten_and_more_round_trip_exactly() {
     assert_eq!(stored["NVDA"], Some(14.59997));
 }
 
-/// Weights go to the database inside JSON text (see `loader::apply`): every double, written
-/// with all its digits, must read back as exactly the same double, on both databases.
+/// Weights go to the database inside JSON text (see `loader::apply`) and come back to the
+/// server's snapshot inside JSON text again (see `holdgraph::snapshot`): every double, written
+/// with all its digits or with a few, must read back as exactly the same double both ways, on
+/// both databases.
 #[tokio::test]
 async fn thousands_of_seventeen_digit_weights_round_trip_bit_for_bit() {
     let app = TestApp::new().await;
@@ -263,6 +265,27 @@ async fn thousands_of_seventeen_digit_weights_round_trip_bit_for_bit() {
         csv.push_str(&format!("{symbol},Weight {i} Inc,{text}\n"));
         expected.insert(symbol, text.parse::<f64>().expect("a double"));
     }
+    // Weights as files write them (up to eight decimals, which the snapshot reads as whole
+    // hundred-millionths), the ends of the range, and more decimals than eight.
+    let few = [
+        "0.31",
+        "0.27",
+        "14.59997",
+        "24.697283",
+        "0",
+        "100",
+        "99.99999999",
+        "0.00000001",
+        "0.000000001",
+        "12.3456789012",
+        "0.1",
+        "0.3",
+    ];
+    for (i, text) in few.iter().enumerate() {
+        let symbol = format!("V{}", base26(i as u32));
+        csv.push_str(&format!("{symbol},Few {i} Inc,{text}\n"));
+        expected.insert(symbol, text.parse::<f64>().expect("a double"));
+    }
     std::fs::write(dir.path().join("zzw_holdings.csv"), csv).expect("write");
     let out = app
         .run(&[
@@ -280,6 +303,30 @@ async fn thousands_of_seventeen_digit_weights_round_trip_bit_for_bit() {
             got.to_bits(),
             weight.to_bits(),
             "{symbol}: {got} != {weight}"
+        );
+    }
+
+    let snapshot = holdgraph::snapshot::Snapshot::read(
+        &app.db,
+        "DEFAULT",
+        holdgraph::cache::Caches::new(10, &holdgraph::cache::CacheCounters::default()),
+        None,
+    )
+    .await
+    .expect("a snapshot");
+    let zzw = snapshot
+        .find(entity::GroupType::Etf, "ZZW")
+        .expect("ZZW in the snapshot");
+    let members = &snapshot.groups[zzw as usize].members;
+    assert_eq!(members.len(), expected.len());
+    for member in members {
+        let symbol = &snapshot.stocks[member.stock as usize].symbol;
+        let got = member.weight.expect("a weight");
+        let weight = expected[&**symbol];
+        assert_eq!(
+            got.to_bits(),
+            weight.to_bits(),
+            "{symbol} in the snapshot: {got} != {weight}"
         );
     }
 }

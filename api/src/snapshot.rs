@@ -517,7 +517,16 @@ impl Snapshot {
         }
         let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
         let groups_read = groups.len();
-        let mut held: Vec<Vec<At>> = vec![Vec::new(); stocks.len()];
+        let mut count = vec![0u32; stocks.len()];
+        for group in &groups {
+            for member in &group.members {
+                count[member.stock as usize] += 1;
+            }
+        }
+        let mut held: Vec<Vec<At>> = count
+            .into_iter()
+            .map(|n| Vec::with_capacity(n as usize))
+            .collect();
         for (g, group) in groups.iter().enumerate() {
             for (m, member) in group.members.iter().enumerate() {
                 held[member.stock as usize].push(At {
@@ -526,8 +535,9 @@ impl Snapshot {
                 });
             }
         }
+        let ranks = name_ranks(&groups);
         for (s, (stock, memberships)) in stocks.iter_mut().zip(held).enumerate() {
-            stock.settle(memberships, &groups);
+            stock.settle(memberships, &groups, &ranks);
             (stock.sector_source, stock.industry) = placed.sector_fields(index_of(s), stock.sector);
         }
         let spellings = Spellings::new(names.iter());
@@ -648,6 +658,7 @@ impl Snapshot {
                 });
             }
         }
+        let ranks = name_ranks(&list);
         for &s in &affected {
             let memberships = held.remove(&s).unwrap_or_default();
             if memberships.is_empty() {
@@ -655,7 +666,7 @@ impl Snapshot {
                 return Err(Box::new(caches));
             }
             let stock = &mut stocks[s as usize];
-            stock.settle(memberships, &list);
+            stock.settle(memberships, &list, &ranks);
             match stock.sector {
                 None => (stock.sector_source, stock.industry) = (None, None),
                 Some(g) if changed_at(g) => {
@@ -808,29 +819,30 @@ impl Group {
     /// their weights, once all are in.
     /// A stock's index is its rank by symbol, so ties are ordered by index.
     fn finish(&mut self) {
-        self.members.sort_by(|a, b| {
-            loader::graph::heavier_first(a.weight, b.weight).then_with(|| a.stock.cmp(&b.stock))
-        });
+        // A stock is a member once: the order is total, and an unstable sort gives it.
+        self.members
+            .sort_unstable_by_key(|m| (loader::graph::heaviest_first_key(m.weight), m.stock));
         self.by_symbol = (0..index_of(self.members.len())).collect();
         let members = &self.members;
-        self.by_symbol.sort_by_key(|&i| members[i as usize].stock);
+        self.by_symbol
+            .sort_unstable_by_key(|&i| members[i as usize].stock);
         self.total_weight = members.iter().filter_map(|m| m.weight).reduce(|a, b| a + b);
     }
 }
 
 impl Stock {
-    /// Orders the memberships (heaviest first, ties by group name) and derives what they
-    /// tell: whether it is listed, its sector (of two, the group with the higher id) and its
-    /// country (of two, the one the group with the lower id gives). The same rules whatever
-    /// order the rows came in, so a snapshot built from the previous one equals a full build.
-    fn settle(&mut self, mut memberships: Vec<At>, groups: &[Arc<Group>]) {
-        memberships.sort_by(|a, b| {
-            let (ga, gb) = (&groups[a.group as usize], &groups[b.group as usize]);
-            loader::graph::heavier_first(
-                ga.members[a.member as usize].weight,
-                gb.members[b.member as usize].weight,
+    /// Orders the memberships (heaviest first, ties by group name, then by kind: `ranks`
+    /// from [`name_ranks`]) and derives what they tell: whether it is listed, its sector (of
+    /// two, the group with the higher id) and its country (of two, the one the group with the
+    /// lower id gives). The same rules whatever order the rows came in, so a snapshot built
+    /// from the previous one equals a full build.
+    fn settle(&mut self, mut memberships: Vec<At>, groups: &[Arc<Group>], ranks: &[u32]) {
+        memberships.sort_unstable_by_key(|at| {
+            let weight = groups[at.group as usize].members[at.member as usize].weight;
+            (
+                loader::graph::heaviest_first_key(weight),
+                ranks[at.group as usize],
             )
-            .then_with(|| ga.model.name.cmp(&gb.model.name))
         });
         self.memberships = memberships.into();
         let of = |at: &At| (&groups[at.group as usize], *at);
@@ -892,6 +904,23 @@ impl Placed {
 /// Groups in the snapshot's order: by type, then name.
 fn sort_groups(groups: &mut [definition_group::Model]) {
     groups.sort_by(|a, b| (&a.group_type, &a.name).cmp(&(&b.group_type, &b.name)));
+}
+
+/// Each group's rank by name, groups of one name by kind (their order in the snapshot), by
+/// group index: a total order of a stock's groups that [`Stock::settle`] compares as numbers.
+fn name_ranks(groups: &[Arc<Group>]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..index_of(groups.len())).collect();
+    order.sort_by(|&a, &b| {
+        groups[a as usize]
+            .model
+            .name
+            .cmp(&groups[b as usize].model.name)
+    });
+    let mut ranks = vec![0; groups.len()];
+    for (rank, &g) in order.iter().enumerate() {
+        ranks[g as usize] = index_of(rank);
+    }
+    ranks
 }
 
 /// Runs CPU work of a build on the blocking pool, so the runtime's workers keep answering.
@@ -1252,25 +1281,39 @@ async fn loaded_runs(
 /// `META PLATFORMS INC CLASS A` as `Facebook Inc. Class A`). Sector memberships hold a name derived from the files (`build-stock-metadata`),
 /// used only when no file names the stock.
 ///
-/// O(memberships × distinct names of a stock) with one reused buffer.
+/// One pass over a stock's memberships gathers its distinct names (interned, so a few texts
+/// however many files give them); the rules then compare those: O(memberships + distinct
+/// names²) with reused buffers.
 fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spellings, only: &[u32]) {
-    // (name, files of the latest run that give it) for one stock at a time.
-    let mut tally: Vec<(&Arc<str>, usize)> = Vec::new();
+    let mut named: Vec<Named> = Vec::new();
+    // (index into `named` of the name that stands for its spelling, files of the latest run
+    // that give it) for one stock at a time.
+    let mut tally: Vec<(usize, usize)> = Vec::new();
     for &s in only {
         let Some(stock) = stocks.get_mut(s as usize) else {
             continue;
         };
-        let named = || {
-            stock.memberships.iter().filter_map(|at| {
-                let group = &groups[at.group as usize];
-                let member = &group.members[at.member as usize];
-                match (group.kind, &member.name) {
-                    (GroupType::Sector, _) | (_, None) => None,
-                    (_, Some(name)) => Some((group.loaded_run, name)),
-                }
-            })
-        };
-        let Some(latest) = named().map(|(run, _)| run).max() else {
+        named.clear();
+        for (position, at) in stock.memberships.iter().enumerate() {
+            let group = &groups[at.group as usize];
+            let member = &group.members[at.member as usize];
+            let (false, Some(name)) = (group.kind == GroupType::Sector, &member.name) else {
+                continue;
+            };
+            let run = group.loaded_run;
+            match named.iter_mut().find(|n| Arc::ptr_eq(&n.name, name)) {
+                Some(n) if run > n.run => (n.run, n.files, n.first) = (run, 1, position),
+                Some(n) if run == n.run => n.files += 1,
+                Some(_) => {}
+                None => named.push(Named {
+                    name: Arc::clone(name),
+                    run,
+                    files: 1,
+                    first: position,
+                }),
+            }
+        }
+        let Some(latest) = named.iter().map(|n| n.run).max() else {
             // No file names it: the sector membership's name, if any.
             stock.name = stock.memberships.iter().find_map(|at| {
                 let group = &groups[at.group as usize];
@@ -1280,18 +1323,31 @@ fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spelli
             });
             continue;
         };
+        // The latest run's names, each spelling counted once, in the order the memberships
+        // first give them (the first stands for its spelling).
+        let mut latest_named: Vec<usize> = (0..named.len())
+            .filter(|&i| named[i].run == latest)
+            .collect();
+        latest_named.sort_unstable_by_key(|&i| named[i].first);
         tally.clear();
-        for (_, name) in named().filter(|(run, _)| *run == latest) {
-            match tally.iter_mut().find(|(n, _)| spellings.same(n, name)) {
-                Some(entry) => entry.1 += 1,
-                None => tally.push((name, 1)),
+        for i in latest_named {
+            let n = &named[i];
+            match tally
+                .iter_mut()
+                .find(|(t, _)| spellings.same(&named[*t].name, &n.name))
+            {
+                Some(entry) => entry.1 += n.files,
+                None => tally.push((i, n.files)),
             }
         }
         let has_mixed = |chosen: &Arc<str>| {
-            named().any(|(_, n)| spellings.mixed(n) && spellings.same(n, chosen))
+            named
+                .iter()
+                .any(|n| spellings.mixed(&n.name) && spellings.same(&n.name, chosen))
         };
         let Some(chosen) = tally
             .iter()
+            .map(|&(i, files)| (&named[i].name, files))
             .max_by(|(a, ca), (b, cb)| {
                 ca.cmp(cb)
                     .then_with(|| has_mixed(a).cmp(&has_mixed(b)))
@@ -1315,8 +1371,16 @@ fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spelli
                 None
             }
         };
-        stock.name = named()
-            .filter_map(|(run, n)| Some((spellings.mixed(n), closeness(n)?, run, n)))
+        stock.name = named
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    spellings.mixed(&n.name),
+                    closeness(&n.name)?,
+                    n.run,
+                    &n.name,
+                ))
+            })
             .max_by(|a, b| {
                 (a.0, a.1, a.2)
                     .cmp(&(b.0, b.1, b.2))
@@ -1326,16 +1390,27 @@ fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spelli
     }
 }
 
+/// A distinct name of a stock, as [`current_names`] gathers it.
+struct Named {
+    name: Arc<str>,
+    /// The latest run whose files give it.
+    run: i64,
+    /// Files of that run that give it.
+    files: usize,
+    /// Where among the stock's memberships that run's files first give it.
+    first: usize,
+}
+
 /// What naming compares of each interned name, computed once per distinct text rather than
 /// once per comparison (at 100× a stock is named by hundreds of memberships): which names are
 /// the same name ([`same_name`], as one id per folded form) and which are in mixed case. Keyed
 /// by the address of the interned text.
-struct Spellings(HashMap<usize, (u32, bool)>);
+struct Spellings(Map<usize, (u32, bool)>);
 
 impl Spellings {
     fn new<'a>(names: impl Iterator<Item = &'a Arc<str>>) -> Self {
-        let mut ids: HashMap<String, u32> = HashMap::new();
-        let mut out = HashMap::new();
+        let mut ids: Map<String, u32> = Map::default();
+        let mut out = Map::default();
         for name in names {
             // Interned: a stock's memberships name it with a few texts, many times each.
             if out.contains_key(&address(name)) {

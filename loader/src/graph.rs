@@ -76,8 +76,14 @@ pub async fn members_of_groups(
 
 /// Heavier first; no weight last. The one order of weights every read path uses.
 pub fn heavier_first(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
-    b.unwrap_or(f64::NEG_INFINITY)
-        .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
+    heaviest_first_key(a).cmp(&heaviest_first_key(b))
+}
+
+/// [`heavier_first`] as a sort key, for sorts that compare many times: `f64::total_cmp`'s
+/// order as an integer, reversed.
+pub fn heaviest_first_key(weight: Option<f64>) -> std::cmp::Reverse<i64> {
+    let bits = weight.unwrap_or(f64::NEG_INFINITY).to_bits() as i64;
+    std::cmp::Reverse(bits ^ ((((bits >> 63) as u64) >> 1) as i64))
 }
 
 /// Orders memberships heaviest first (no weight last), ties by symbol.
@@ -210,4 +216,38 @@ pub async fn runs_by_id(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weight_key_orders_as_total_cmp_heaviest_first_with_no_weight_last() {
+        let weights = [
+            None,
+            Some(f64::NAN),
+            Some(-f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(100.0),
+            Some(14.59997),
+            Some(0.31),
+            Some(f64::MIN_POSITIVE),
+            Some(0.0),
+            Some(-0.0),
+            Some(-0.25),
+            Some(-1e300),
+        ];
+        for a in weights {
+            for b in weights {
+                let by_value = b
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&a.unwrap_or(f64::NEG_INFINITY));
+                assert_eq!(heavier_first(a, b), by_value, "{a:?} against {b:?}");
+            }
+        }
+        assert!(heaviest_first_key(Some(0.0)) < heaviest_first_key(None));
+        assert!(heaviest_first_key(Some(2.0)) < heaviest_first_key(Some(1.0)));
+    }
 }

@@ -9,6 +9,8 @@
 # real dataset (datasets/etf-holdings-2025-11/holdings), then measures with wrk (bench.sh):
 #   small   nginx, a 25 B file               (the small-request ceiling)
 #   large   nginx, a 130,993 B file          (the large-response ceiling, VTI's size)
+#   q1file  nginx, q1's own answer as a file (the ceiling for an answer of q1's size: about
+#           3 KB at 1x, 53 KB at 100x)
 #   q1      stock(AAPL) -> ETFs with weights, the same text every time (response cache)
 #   q1-new  the same question about rotating symbols, a new query text every request
 #   vti     all 3,482 VTI holdings (symbol, weight)
@@ -54,9 +56,11 @@ for f in q1 vti; do
   curl -s -H 'content-type: application/json' -d @"$WORK/$f.json" "$GQL" | grep -q '"errors"' && { echo "$f answers errors" >&2; exit 1; }
 done
 
-run() { printf '%-7s ' "$1"; shift; "$@"; }
+curl -s -H 'content-type: application/json' -d @"$WORK/q1.json" "$GQL" > "$WORK/nginx/www/q1.json"
+chmod a+r "$WORK/nginx/www/q1.json"
 SMALL=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/small.json - "$SECS" "$CONNS"); echo "small   $SMALL"
 LARGE=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/large.json - "$SECS" "$CONNS"); echo "large   $LARGE"
+Q1FILE=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/q1.json - "$SECS" "$CONNS"); echo "q1file  $Q1FILE"
 Q1=$(bash "$HERE/bench.sh" "$GQL" "$WORK/q1.json" "$SECS" "$CONNS"); echo "q1      $Q1"
 Q1N=$(bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$SECS" "$CONNS"); echo "q1-new  $Q1N"
 VTI=$(bash "$HERE/bench.sh" "$GQL" "$WORK/vti.json" "$SECS" "$CONNS"); echo "vti     $VTI"
@@ -112,11 +116,12 @@ for line in open(sys.argv[1]):
 PY
 echo "snapshot builds (ms): $(grep 'serving a new data version' "$WORK/serve.log" | grep -o '"duration_ms":[0-9.]*' | cut -d: -f2 | tr '\n' ' ')"
 
-python3 - "$SMALL" "$LARGE" "$Q1" "$Q1N" "$VTI" "$RELOAD" "$RSS" <<'PY'
+python3 - "$SMALL" "$LARGE" "$Q1" "$Q1N" "$VTI" "$RELOAD" "$Q1FILE" "$(wc -c < "$WORK/nginx/www/q1.json")" "$RSS" <<'PY'
 import json, sys
-small, large, q1, q1n, vti, reload = (json.loads(a) for a in sys.argv[1:7])
-rss = int(sys.argv[7]) / 1024
+small, large, q1, q1n, vti, reload, q1file = (json.loads(a) for a in sys.argv[1:8])
+size, rss = int(sys.argv[8]), int(sys.argv[9]) / 1024
 print(f"q1 (stock -> ETFs)       {q1['rps']:>9.0f} req/s = {100*q1['rps']/small['rps']:5.1f} % of the small-file ceiling ({small['rps']:.0f}); p99 {q1['p99_ms']:.2f} ms")
+print(f"q1's answer as a file    {q1file['rps']:>9.0f} req/s ({size:,} B, {100*q1file['rps']/small['rps']:.1f} % of the small file); q1 is {100*q1['rps']/q1file['rps']:.1f} % of it")
 print(f"q1, new text each time   {q1n['rps']:>9.0f} req/s = {100*q1n['rps']/small['rps']:5.1f} % of the small-file ceiling; p99 {q1n['p99_ms']:.2f} ms")
 print(f"all VTI holdings         {vti['rps']:>9.0f} req/s = {100*vti['rps']/large['rps']:5.1f} % of the large-file ceiling ({large['rps']:.0f}); p99 {vti['p99_ms']:.2f} ms")
 print(f"q1 new text, reload/10 s {reload['rps']:>9.0f} req/s; p99 {reload['p99_ms']:.2f} ms; errors {reload['errors']} non-2xx {reload['non2xx']}")

@@ -15,7 +15,9 @@
 #   q1-new  the same question about rotating symbols, a new query text every request
 #   vti     all 3,482 VTI holdings (symbol, weight)
 #   reload  q1-new while a load of XLK commits every 10 s (alternating two files)
-# and prints one JSON line each, the ratios to the ceilings, and the server's RSS after.
+# and prints one JSON line each, the ratios to the ceilings, the CPU time the serving side
+# (nginx's workers or the server) spent per request, user and kernel apart, and the server's
+# RSS after.
 # Needs wrk and nginx (apt-get install -y wrk nginx-light) and a release build
 # (cargo build --release). Loopback only; every process it starts is stopped at the end.
 set -euo pipefail
@@ -58,12 +60,36 @@ done
 
 curl -s -H 'content-type: application/json' -d @"$WORK/q1.json" "$GQL" > "$WORK/nginx/www/q1.json"
 chmod a+r "$WORK/nginx/www/q1.json"
-SMALL=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/small.json - "$SECS" "$CONNS"); echo "small   $SMALL"
-LARGE=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/large.json - "$SECS" "$CONNS"); echo "large   $LARGE"
-Q1FILE=$(bash "$HERE/bench.sh" http://127.0.0.1:5680/q1.json - "$SECS" "$CONNS"); echo "q1file  $Q1FILE"
-Q1=$(bash "$HERE/bench.sh" "$GQL" "$WORK/q1.json" "$SECS" "$CONNS"); echo "q1      $Q1"
-Q1N=$(bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$SECS" "$CONNS"); echo "q1-new  $Q1N"
-VTI=$(bash "$HERE/bench.sh" "$GQL" "$WORK/vti.json" "$SECS" "$CONNS"); echo "vti     $VTI"
+
+# CPU the serving side spends: "user kernel" clock ticks summed over the given PIDs
+# (/proc/PID/stat fields 14 and 15, counted after the command name, which may hold spaces).
+ticks() { for p in "$@"; do sed 's/.*) //' "/proc/$p/stat"; done | awk '{u += $12; k += $13} END {print u, k}'; }
+NGINX_WORKERS=$(pgrep -P "${PIDS[0]}" | tr '\n' ' ')
+# measure NAME SERVING-PIDS -- COMMAND...: runs a wrk command and prints its JSON line, with
+# the serving side's CPU per request added ("user_us", "kernel_us"); the line is left in RUN.
+measure() {
+  local name="$1" pids="$2"; shift 3
+  local before after line
+  # shellcheck disable=SC2086
+  before=$(ticks $pids); line=$("$@"); after=$(ticks $pids)
+  RUN=$(python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+run = json.loads(sys.argv[1]); hz = int(sys.argv[4])
+(u0, k0), (u1, k1) = (map(int, a.split()) for a in sys.argv[2:4])
+n = max(run["requests"], 1)
+run["user_us"] = round(1e6 * (u1 - u0) / hz / n, 2)
+run["kernel_us"] = round(1e6 * (k1 - k0) / hz / n, 2)
+print(json.dumps(run, separators=(",", ":")))
+PY
+)
+  printf '%-7s %s\n' "$name" "$RUN"
+}
+measure small "$NGINX_WORKERS" -- bash "$HERE/bench.sh" http://127.0.0.1:5680/small.json - "$SECS" "$CONNS"; SMALL=$RUN
+measure large "$NGINX_WORKERS" -- bash "$HERE/bench.sh" http://127.0.0.1:5680/large.json - "$SECS" "$CONNS"; LARGE=$RUN
+measure q1file "$NGINX_WORKERS" -- bash "$HERE/bench.sh" http://127.0.0.1:5680/q1.json - "$SECS" "$CONNS"; Q1FILE=$RUN
+measure q1 "$SERVER" -- bash "$HERE/bench.sh" "$GQL" "$WORK/q1.json" "$SECS" "$CONNS"; Q1=$RUN
+measure q1-new "$SERVER" -- bash "$HERE/bench_rotate.sh" "$GQL" "$WORK/q1-new.json" "$WORK/symbols.txt" "$SECS" "$CONNS"; Q1N=$RUN
+measure vti "$SERVER" -- bash "$HERE/bench.sh" "$GQL" "$WORK/vti.json" "$SECS" "$CONNS"; VTI=$RUN
 
 # Reloads every 10 s while q1-new runs: XLK alternates between its file and the file less its
 # last row.
@@ -125,5 +151,8 @@ print(f"q1's answer as a file    {q1file['rps']:>9.0f} req/s ({size:,} B, {100*q
 print(f"q1, new text each time   {q1n['rps']:>9.0f} req/s = {100*q1n['rps']/small['rps']:5.1f} % of the small-file ceiling; p99 {q1n['p99_ms']:.2f} ms")
 print(f"all VTI holdings         {vti['rps']:>9.0f} req/s = {100*vti['rps']/large['rps']:5.1f} % of the large-file ceiling ({large['rps']:.0f}); p99 {vti['p99_ms']:.2f} ms")
 print(f"q1 new text, reload/10 s {reload['rps']:>9.0f} req/s; p99 {reload['p99_ms']:.2f} ms; errors {reload['errors']} non-2xx {reload['non2xx']}")
+print("CPU per request on the serving side (nginx's workers for the files, the server for the queries):")
+for name, run in (("small file", small), ("large file", large), ("q1's answer as a file", q1file), ("q1", q1), ("q1, new text", q1n), ("all VTI holdings", vti)):
+    print(f"  {name:<22} user {run['user_us']:6.2f} us  kernel {run['kernel_us']:6.2f} us")
 print(f"server RSS after the runs: {rss:.1f} MB")
 PY

@@ -512,9 +512,11 @@ impl Snapshot {
             let s = rank[entry.symbol as usize];
             placed.add(entry, s, g, &mut list[g as usize]);
         }
-        for group in &mut list {
-            group.finish();
-        }
+        in_parallel(
+            &mut list,
+            |group| group.members.len(),
+            |_, groups| groups.iter_mut().for_each(Group::finish),
+        );
         let groups: Vec<Arc<Group>> = list.into_iter().map(Arc::new).collect();
         let groups_read = groups.len();
         let mut count = vec![0u32; stocks.len()];
@@ -536,11 +538,23 @@ impl Snapshot {
             }
         }
         let ranks = name_ranks(&groups);
-        for (s, (stock, memberships)) in stocks.iter_mut().zip(held).enumerate() {
-            stock.settle(memberships, &groups, &ranks);
-            (stock.sector_source, stock.industry) = placed.sector_fields(index_of(s), stock.sector);
-        }
         let spellings = Spellings::new(names.iter());
+        // Each stock is settled and named from its own memberships and the groups alone.
+        let mut settling: Vec<(&mut Stock, Vec<At>)> = stocks.iter_mut().zip(held).collect();
+        in_parallel(
+            &mut settling,
+            |(_, memberships)| memberships.len(),
+            |first, run| {
+                let mut namer = Namer::default();
+                for (i, (stock, memberships)) in run.iter_mut().enumerate() {
+                    stock.settle(std::mem::take(memberships), &groups, &ranks);
+                    (stock.sector_source, stock.industry) =
+                        placed.sector_fields(index_of(first + i), stock.sector);
+                    namer.name(stock, &groups, &spellings);
+                }
+            },
+        );
+        drop(settling);
         let mut out = Self {
             version,
             groups,
@@ -555,8 +569,6 @@ impl Snapshot {
             groups_read,
             search: OnceLock::new(),
         };
-        let all: Vec<u32> = (0..index_of(out.stocks.len())).collect();
-        current_names(&mut out.stocks, &out.groups, &spellings, &all);
         out.list_stocks();
         out
     }
@@ -819,14 +831,39 @@ impl Group {
     /// their weights, once all are in.
     /// A stock's index is its rank by symbol, so ties are ordered by index.
     fn finish(&mut self) {
-        // A stock is a member once: the order is total, and an unstable sort gives it.
-        self.members
-            .sort_unstable_by_key(|m| (loader::graph::heaviest_first_key(m.weight), m.stock));
-        self.by_symbol = (0..index_of(self.members.len())).collect();
-        let members = &self.members;
-        self.by_symbol
-            .sort_unstable_by_key(|&i| members[i as usize].stock);
-        self.total_weight = members.iter().filter_map(|m| m.weight).reduce(|a, b| a + b);
+        // In symbol order first: SQLite reads a group's members in that order (its index is
+        // on group and symbol), so this is a check, not a sort, when the rows came from it.
+        if !self.members.is_sorted_by_key(|m| m.stock) {
+            self.members.sort_unstable_by_key(|m| m.stock);
+        }
+        // Then one sort of (weight key, place in symbol order): a stock is a member once, so
+        // ties on weight fall to the symbol order and the order is total. The places it
+        // gives each member make the by-symbol index, and the members are moved to theirs.
+        let mut order: Vec<(std::cmp::Reverse<i64>, u32)> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (loader::graph::heaviest_first_key(m.weight), index_of(i)))
+            .collect();
+        order.sort_unstable();
+        let mut place = vec![0u32; order.len()];
+        for (to, &(_, from)) in order.iter().enumerate() {
+            place[from as usize] = index_of(to);
+        }
+        self.by_symbol = place.clone();
+        // Each member to its place, by cycles of swaps.
+        for i in 0..place.len() {
+            while place[i] as usize != i {
+                let to = place[i] as usize;
+                self.members.swap(i, to);
+                place.swap(i, to);
+            }
+        }
+        self.total_weight = self
+            .members
+            .iter()
+            .filter_map(|m| m.weight)
+            .reduce(|a, b| a + b);
     }
 }
 
@@ -894,9 +931,9 @@ impl Placed {
 
     /// The source and industry of a stock's membership in its sector (the one
     /// [`Stock::settle`] chose).
-    fn sector_fields(&mut self, s: u32, sector: Option<u32>) -> SectorFields {
+    fn sector_fields(&self, s: u32, sector: Option<u32>) -> SectorFields {
         sector
-            .and_then(|g| self.sectors.remove(&(s, g)))
+            .and_then(|g| self.sectors.get(&(s, g)).cloned())
             .unwrap_or_default()
     }
 }
@@ -928,6 +965,54 @@ async fn off_the_runtime<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DbErr> {
     tokio::task::spawn_blocking(work).await.map_err(stopped)
+}
+
+thread_local! {
+    /// Work of a full build below which it runs on one thread: 200,000 memberships, ten
+    /// times the real data, whose build takes milliseconds, less than starting threads
+    /// would save. Per thread, so a test can build a small snapshot either way.
+    static PARALLEL_FROM: std::cell::Cell<usize> = const { std::cell::Cell::new(200_000) };
+}
+
+/// Runs `work` over `items` in contiguous runs of about the same `cost`, one per core (on
+/// scoped threads, this one among them), or over all of them on this thread when their cost
+/// is under `PARALLEL_FROM`. `work` gets the index of its run's first item and the run.
+fn in_parallel<T: Send>(
+    items: &mut [T],
+    cost: impl Fn(&T) -> usize,
+    work: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let total: usize = items.iter().map(&cost).sum();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || total < PARALLEL_FROM.get() {
+        work(0, items);
+        return;
+    }
+    let share = total.div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut rest = items;
+        let mut first = 0;
+        while !rest.is_empty() {
+            // The shortest run from the start whose cost reaches a share (the last takes
+            // what is left).
+            let mut taken = 0;
+            let mut end = 0;
+            while end < rest.len() && taken < share {
+                taken += cost(&rest[end]);
+                end += 1;
+            }
+            let (run, after) = std::mem::take(&mut rest).split_at_mut(end);
+            if after.is_empty() {
+                work(first, run);
+            } else {
+                let at = first;
+                scope.spawn(move || work(at, run));
+            }
+            first += end;
+            rest = after;
+        }
+    });
 }
 
 /// A build's blocking task that panicked or was cancelled, as an error.
@@ -1285,14 +1370,28 @@ async fn loaded_runs(
 /// however many files give them); the rules then compare those: O(memberships + distinct
 /// names²) with reused buffers.
 fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spellings, only: &[u32]) {
-    let mut named: Vec<Named> = Vec::new();
-    // (index into `named` of the name that stands for its spelling, files of the latest run
-    // that give it) for one stock at a time.
-    let mut tally: Vec<(usize, usize)> = Vec::new();
+    let mut namer = Namer::default();
     for &s in only {
-        let Some(stock) = stocks.get_mut(s as usize) else {
-            continue;
-        };
+        if let Some(stock) = stocks.get_mut(s as usize) {
+            namer.name(stock, groups, spellings);
+        }
+    }
+}
+
+/// Names stocks one at a time (see [`current_names`]), its buffers reused from one to the
+/// next.
+#[derive(Default)]
+struct Namer {
+    named: Vec<Named>,
+    /// (Index into `named` of the name that stands for its spelling, files of the latest run
+    /// that give it.)
+    tally: Vec<(usize, usize)>,
+}
+
+impl Namer {
+    /// Sets the stock's current name from its memberships.
+    fn name(&mut self, stock: &mut Stock, groups: &[Arc<Group>], spellings: &Spellings) {
+        let Self { named, tally } = self;
         named.clear();
         for (position, at) in stock.memberships.iter().enumerate() {
             let group = &groups[at.group as usize];
@@ -1321,7 +1420,7 @@ fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spelli
                     .then(|| group.members[at.member as usize].name.clone())
                     .flatten()
             });
-            continue;
+            return;
         };
         // The latest run's names, each spelling counted once, in the order the memberships
         // first give them (the first stands for its spelling).
@@ -1355,7 +1454,7 @@ fn current_names(stocks: &mut [Stock], groups: &[Arc<Group>], spellings: &Spelli
             })
             .map(|(n, _)| Arc::clone(n))
         else {
-            continue;
+            return;
         };
         // How close a spelling is to the chosen name: the same name, a longer form of it, or
         // (for a name in capitals, which providers abbreviate) one with its first word.
@@ -1918,6 +2017,140 @@ mod tests {
                 caches()
             )
             .is_err()
+        );
+    }
+
+    /// Runs `build` with builds going parallel from `from` memberships on this thread.
+    fn parallel_from<T>(from: usize, build: impl FnOnce() -> T) -> T {
+        let before = PARALLEL_FROM.replace(from);
+        let out = build();
+        PARALLEL_FROM.set(before);
+        out
+    }
+
+    #[test]
+    fn work_split_over_threads_visits_every_item_once_in_runs_of_about_equal_cost() {
+        // (Own index, cost, times visited, index the run said it had.)
+        let mut items: Vec<(usize, usize, usize, usize)> =
+            (0..1_000).map(|i| (i, 1 + i % 7, 0, usize::MAX)).collect();
+        let runs = std::sync::Mutex::new(Vec::new());
+        parallel_from(0, || {
+            in_parallel(
+                &mut items,
+                |item| item.1,
+                |first, run| {
+                    for (i, item) in run.iter_mut().enumerate() {
+                        item.2 += 1;
+                        item.3 = first + i;
+                    }
+                    let cost: usize = run.iter().map(|item| item.1).sum();
+                    runs.lock().expect("runs").push(cost);
+                },
+            );
+        });
+        assert!(items.iter().all(|item| item.2 == 1), "each item once");
+        assert!(items.iter().all(|item| item.3 == item.0), "at its index");
+        let runs = runs.into_inner().expect("runs");
+        let total: usize = items.iter().map(|item| item.1).sum();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(runs.iter().sum::<usize>(), total);
+        assert!(
+            (threads.min(2)..=threads).contains(&runs.len()),
+            "a run per core: {runs:?}"
+        );
+        assert!(
+            runs.iter().all(|&cost| cost <= total.div_ceil(threads) + 7),
+            "runs of about equal cost: {runs:?}"
+        );
+    }
+
+    #[test]
+    fn a_build_on_several_threads_equals_one_on_one_thread_whatever_the_rows_order() {
+        // Funds and sectors over 300 stocks: weights with ties and gaps, names that differ
+        // between files and runs, sector fields and countries, so that ordering, naming and
+        // the sector rules all have something to decide.
+        let mut groups = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut loaded = HashMap::new();
+        for g in 0..40 {
+            let id = g + 1;
+            let sector = g % 5 == 0;
+            groups.push(group(
+                id,
+                if sector { "SECTOR" } else { "ETF" },
+                &format!("g{:02}", (g * 17) % 40),
+            ));
+            loaded.insert(id, i64::from(g % 3));
+            for s in (0..300).filter(|s| (s + g) % 3 != 0) {
+                let symbol = format!("S{:03}", (s * 7) % 300);
+                let name = match (s + g) % 4 {
+                    0 => None,
+                    1 => Some(format!("COMPANY {s} INC")),
+                    2 => Some(format!("Company {s} Inc.")),
+                    _ => Some(format!("COMPANY {s}")),
+                };
+                rows.push(if sector {
+                    (
+                        id,
+                        symbol,
+                        None,
+                        name,
+                        Some(format!("source {g}")),
+                        Some(format!("industry {}", s % 11)),
+                        (s % 2 == 0).then(|| "United States".to_owned()),
+                    )
+                } else {
+                    (
+                        id,
+                        symbol,
+                        (s % 13 != 0).then(|| f64::from((s * g) % 17) / 4.0),
+                        name,
+                        None,
+                        None,
+                        (s % 5 == 0).then(|| "Canada".to_owned()),
+                    )
+                });
+            }
+        }
+        let build = |from: usize, rows: Vec<Row>| {
+            let snapshot = parallel_from(from, || {
+                Snapshot::build(
+                    3,
+                    groups.clone(),
+                    rows,
+                    &loaded,
+                    Caches::new(10, &CacheCounters::default()),
+                )
+            });
+            format!("{snapshot:?}")
+        };
+        let one = build(usize::MAX, rows.clone());
+        assert!(one.contains("listed true"), "some stocks are listed");
+        assert!(one.contains("\"Company"), "some stocks are named");
+        assert_eq!(build(0, rows.clone()), one, "several threads");
+        // Rows in (group, symbol) order, as SQLite gives them: the same snapshot.
+        let mut ordered = rows.clone();
+        ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        assert_eq!(build(0, ordered), one, "rows in (group, symbol) order");
+        // Rows in another order (as PostgreSQL may give them): the same snapshot.
+        let mut shuffled = rows;
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        for i in (1..shuffled.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let j = usize::try_from(state >> 33).expect("fits") % (i + 1);
+            shuffled.swap(i, j);
+        }
+        assert_eq!(
+            build(0, shuffled.clone()),
+            one,
+            "rows shuffled, several threads"
+        );
+        assert_eq!(
+            build(usize::MAX, shuffled),
+            one,
+            "rows shuffled, one thread"
         );
     }
 }

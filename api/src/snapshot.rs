@@ -116,6 +116,10 @@ pub struct Snapshot {
     /// The groups whose members this snapshot read from the database (all of them, unless it
     /// was built from the previous one).
     pub groups_read: usize,
+    /// How long the build's read transaction took, from start to commit (the members are
+    /// unpacked as they come, within it; the rest of the build is indexing). Zero for a
+    /// snapshot built from rows.
+    pub read_time: std::time::Duration,
     /// The search index, built on first use.
     search: OnceLock<crate::search::Index>,
 }
@@ -380,14 +384,20 @@ impl Snapshot {
             None => caches,
         };
         let backend = db.get_database_backend();
+        let clock = std::time::Instant::now();
         let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         let groups = loader::graph::groups(&txn, environment, None).await?;
         let members = read_members(&txn, backend, environment, None).await?;
         let loaded = loaded_runs(&txn, backend, environment).await?;
         txn.commit().await?;
+        let read_time = clock.elapsed();
         // Building the indexes, too, is CPU work.
-        off_the_runtime(move || Self::assemble(version, groups, members, &loaded, caches)).await
+        off_the_runtime(move || Self {
+            read_time,
+            ..Self::assemble(version, groups, members, &loaded, caches)
+        })
+        .await
     }
 
     /// The snapshot at the current version built from `old` and the groups that changed since,
@@ -399,6 +409,7 @@ impl Snapshot {
         old: Arc<Snapshot>,
     ) -> Result<Result<Self, Box<Caches>>, DbErr> {
         let backend = db.get_database_backend();
+        let clock = std::time::Instant::now();
         let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         let mut groups = loader::graph::groups(&txn, environment, None).await?;
@@ -412,8 +423,10 @@ impl Snapshot {
         };
         let members = read_members(&txn, backend, environment, Some(&changed)).await?;
         txn.commit().await?;
+        let read_time = clock.elapsed();
         off_the_runtime(move || {
             Self::update(&old, version, groups, members, &changed, &loaded, caches)
+                .map(|built| Self { read_time, ..built })
         })
         .await
     }
@@ -567,6 +580,7 @@ impl Snapshot {
             caches,
             memberships,
             groups_read,
+            read_time: std::time::Duration::ZERO,
             search: OnceLock::new(),
         };
         out.list_stocks();
@@ -710,6 +724,7 @@ impl Snapshot {
             caches,
             memberships,
             groups_read: changed.len(),
+            read_time: std::time::Duration::ZERO,
             search: OnceLock::new(),
         };
         out.list_stocks();

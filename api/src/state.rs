@@ -283,11 +283,12 @@ impl AppState {
         let built = Snapshot::read(&self.db, self.environment(), caches, previous).await;
         self.record_contact(&built);
         let snapshot = Arc::new(built?);
-        let (version, groups, memberships, groups_read) = (
+        let (version, groups, memberships, groups_read, read_time) = (
             snapshot.version,
             snapshot.groups.len(),
             snapshot.memberships,
             snapshot.groups_read,
+            snapshot.read_time,
         );
         let old = {
             let mut slot = self
@@ -312,6 +313,7 @@ impl AppState {
             snapshot.memberships = memberships,
             snapshot.groups_read = groups_read,
             duration_ms = clock.elapsed().as_secs_f64() * 1e3,
+            read_ms = read_time.as_secs_f64() * 1e3,
             "serving a new data version"
         );
         Ok(true)

@@ -864,6 +864,27 @@ async fn a_load_rebuilds_only_the_groups_it_changed_and_the_snapshot_equals_a_fu
     assert_eq!(out.code, 0, "{}", out.stderr);
     served(1, "a rollback").await;
 
+    // A group's own row edited by hand (no load run records it), then a load of another
+    // group: the edited group is read again for its row alone, not taken from the old
+    // snapshot.
+    use sea_orm::ConnectionTrait as _;
+    app.db
+        .execute_unprepared(
+            "UPDATE definition_groups SET description = 'Edited by hand' WHERE name = 'SPY'",
+        )
+        .await
+        .expect("edit SPY");
+    load(&|mut rows| {
+        rows[3][2] = "0.5".into();
+        rows
+    })
+    .await;
+    let edited = served(2, "SPY's row and XLE's members changed").await;
+    assert_eq!(
+        spy(&edited).model.description.as_deref(),
+        Some("Edited by hand")
+    );
+
     // A stock no group held: every stock after it moves, so everything is read again.
     load(&|mut rows| {
         rows.push(vec!["ZZZQ".into(), "NEW LISTING CORP".into(), "0.1".into()]);

@@ -1354,18 +1354,9 @@ async fn group_rows(
              FROM definition_groups WHERE environment = ?"
         }
     };
-    let rows = of_environment(txn, backend, sql, environment).await?;
-    let packed: Option<String> = match rows.first() {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
+    let packed = packed_text(txn, backend, sql, environment).await?;
     let mut out = Map::default();
-    for line in packed
-        .as_deref()
-        .unwrap_or("")
-        .split('\n')
-        .filter(|l| !l.is_empty())
-    {
+    for line in packed.split('\n').filter(|l| !l.is_empty()) {
         let Some((id, row)) = line
             .split_once('\t')
             .and_then(|(id, row)| Some((id.parse::<i32>().ok()?, row)))
@@ -1375,6 +1366,23 @@ async fn group_rows(
         out.insert(id, row.into());
     }
     Ok(out)
+}
+
+/// The one text a statement that packs rows gives (one row of one column, whose parameter is
+/// the environment); empty when it packed none (SQL's aggregates give NULL then).
+async fn packed_text(
+    txn: &impl ConnectionTrait,
+    backend: DbBackend,
+    sql: &str,
+    environment: &str,
+) -> Result<String, DbErr> {
+    let rows = of_environment(txn, backend, sql, environment).await?;
+    Ok(match rows.first() {
+        Some(row) => row
+            .try_get_by_index::<Option<String>>(0)?
+            .unwrap_or_default(),
+        None => String::new(),
+    })
 }
 
 /// The rows of a statement whose one parameter is the environment.
@@ -1441,18 +1449,9 @@ async fn loaded_runs(
             runs.replace("{env}", "?")
         ),
     };
-    let rows = of_environment(txn, backend, &sql, environment).await?;
-    let packed: Option<String> = match rows.first() {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
+    let packed = packed_text(txn, backend, &sql, environment).await?;
     let mut out = HashMap::new();
-    for pair in packed
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|p| !p.is_empty())
-    {
+    for pair in packed.split(',').filter(|p| !p.is_empty()) {
         let parsed = pair
             .split_once(':')
             .and_then(|(id, run)| Some((id.parse::<i32>().ok()?, run.parse::<i64>().ok()?)));

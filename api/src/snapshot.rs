@@ -373,7 +373,8 @@ impl Snapshot {
     /// the ones the load runs of the versions in between recorded changes for, and those whose
     /// description, metadata or last load run differ. It reads everything when that cannot be
     /// told (a version no run recorded) or saves nothing: a group or a stock came or went,
-    /// which moves the indexes, or the changed groups hold half the memberships.
+    /// which moves the indexes, half the groups' own rows changed, or the changed groups hold
+    /// half the memberships.
     pub async fn read(
         db: &DatabaseConnection,
         environment: &str,
@@ -419,7 +420,9 @@ impl Snapshot {
         let txn = loader::store::begin_read(db).await?;
         let version = loader::store::data_version(&txn, environment).await?;
         // The groups whose row is as the old snapshot read it are taken from it; the others
-        // are read in full (all of them when they are half or more).
+        // are read in full. When half or more differ (or the old snapshot kept no rows, as the
+        // placeholder before the first read), everything is read again, without reading the
+        // groups twice.
         let rows = group_rows(&txn, backend, environment).await?;
         let mut groups = Vec::with_capacity(rows.len());
         let mut differ = Vec::new();
@@ -433,9 +436,10 @@ impl Snapshot {
                 _ => differ.push(*id),
             }
         }
-        if differ.len() * 2 >= rows.len() {
-            groups = loader::graph::groups(&txn, environment, None).await?;
-        } else if !differ.is_empty() {
+        if differ.len() * 2 >= rows.len().max(1) {
+            return Ok(Err(Box::new(caches)));
+        }
+        if !differ.is_empty() {
             use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
             groups.extend(
                 definition_group::Entity::find()
